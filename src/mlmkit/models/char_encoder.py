@@ -1,0 +1,131 @@
+"""Character encoders: Hugging Face CANINE, or a small from-scratch encoder.
+
+Both return per-character hidden states (B, L, D) for an input of L characters.
+
+`CanineCharEncoder` wraps `transformers.CanineModel` (from a hub name such as ``google/canine-c``,
+a local folder, or a `CanineConfig` for a fresh model). Its input is Unicode code points with
+CANINE's specials: PAD 0, CLS U+E000, SEP U+E001, MASK U+E003.
+
+`ScratchCharEncoder` embeds alphabet indices (see `mlmkit.data.domains.Alphabet`) and runs
+pre-norm transformer layers (`nn.TransformerEncoderLayer(norm_first=True)`, SDPA attention). With a
+downsampling rate r in {2, 4} it follows CANINE: one character-level layer, a strided convolution
+down to L/r "molecules", the deep stack over molecules, then upsampling back to characters
+(repeat, concatenate with the character-level states, project) and one final character layer.
+Domains are short (~16 characters), so r=1 is the default; r=4 leaves ~4 positions per name.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ENCODER_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 512},
+    "mini": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 1024},
+    "small": {"hidden_size": 512, "num_layers": 6, "num_heads": 8, "intermediate_size": 2048},
+}
+
+
+def _stack(n: int, d: int, heads: int, ff: int, dropout: float) -> nn.TransformerEncoder:
+    layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
+    return nn.TransformerEncoder(layer, n, enable_nested_tensor=False)
+
+
+class ScratchCharEncoder(nn.Module):
+    uses_code_points = False
+
+    def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 3, num_heads: int = 4,
+                 intermediate_size: int = 512, max_positions: int = 256, downsampling_rate: int = 1,
+                 dropout: float = 0.1):
+        super().__init__()
+        if downsampling_rate not in (1, 2, 4):
+            raise ValueError("downsampling_rate must be 1, 2 or 4")
+        self.config = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
+                           num_heads=num_heads, intermediate_size=intermediate_size,
+                           max_positions=max_positions, downsampling_rate=downsampling_rate, dropout=dropout)
+        d = hidden_size
+        self.hidden_size = d
+        self.rate = downsampling_rate
+        self.max_positions = max_positions
+        self.char_emb = nn.Embedding(vocab_size, d, padding_idx=0)
+        self.pos_emb = nn.Embedding(max_positions, d)
+        self.emb_norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        if downsampling_rate == 1:
+            self.deep = _stack(num_layers, d, num_heads, intermediate_size, dropout)
+        else:
+            self.char_layer = _stack(1, d, num_heads, intermediate_size, dropout)
+            self.down = nn.Conv1d(d, d, kernel_size=downsampling_rate, stride=downsampling_rate)
+            self.mol_pos = nn.Embedding(max_positions // downsampling_rate + 1, d)
+            self.down_norm = nn.LayerNorm(d)
+            self.deep = _stack(num_layers, d, num_heads, intermediate_size, dropout)
+            self.up_proj = nn.Linear(2 * d, d)
+            self.final_layer = _stack(1, d, num_heads, intermediate_size, dropout)
+        self.final_norm = nn.LayerNorm(d)
+
+    def forward(self, input_idx: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
+        B, L = input_idx.shape
+        if L > self.max_positions:
+            raise ValueError(f"input of {L} characters exceeds max_positions={self.max_positions}")
+        pos = torch.arange(L, device=input_idx.device)
+        x = self.drop(self.emb_norm(self.char_emb(input_idx) + self.pos_emb(pos)[None]))
+        pad = attention_mask == 0
+        if self.rate == 1:
+            return self.final_norm(self.deep(x, src_key_padding_mask=pad))
+        r = self.rate
+        h_char = self.char_layer(x, src_key_padding_mask=pad)
+        Lp = (L + r - 1) // r * r
+        h_pad = F.pad(h_char, (0, 0, 0, Lp - L))
+        m_pad = F.pad(attention_mask, (0, Lp - L))
+        mol = self.down(h_pad.transpose(1, 2)).transpose(1, 2)  # (B, M, D)
+        M = mol.shape[1]
+        mol_mask = m_pad.view(B, M, r).amax(-1)
+        mol = self.down_norm(mol + self.mol_pos(torch.arange(M, device=mol.device))[None])
+        mol = self.deep(mol, src_key_padding_mask=mol_mask == 0)
+        up = mol.repeat_interleave(r, dim=1)[:, :L]
+        h = self.up_proj(torch.cat([h_char, up], -1))
+        return self.final_norm(self.final_layer(h, src_key_padding_mask=pad))
+
+
+class CanineCharEncoder(nn.Module):
+    """`transformers.CanineModel` returning character-level hidden states."""
+
+    uses_code_points = True
+
+    def __init__(self, pretrained: Optional[str] = None, config=None, **config_overrides):
+        super().__init__()
+        from transformers import CanineConfig, CanineModel
+
+        if pretrained:
+            try:
+                self.canine = CanineModel.from_pretrained(pretrained, **config_overrides)
+            except OSError as e:
+                from mlmkit.errors import ConfigError
+
+                raise ConfigError(f"model.pretrained: cannot load CANINE model {pretrained!r} ({str(e).splitlines()[0]})") from None
+        else:
+            if config is None:
+                config = CanineConfig(**config_overrides)
+            elif isinstance(config, dict):
+                config = CanineConfig(**config)
+            self.canine = CanineModel(config)
+        self.hidden_size = self.canine.config.hidden_size
+        self.max_positions = self.canine.config.max_position_embeddings
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
+        out = self.canine(input_ids=input_ids, attention_mask=attention_mask)
+        return out.last_hidden_state
+
+
+def tiny_canine_config(**overrides):
+    """A very small CanineConfig for tests and CPU demos."""
+    from transformers import CanineConfig
+
+    kw = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+              num_hash_functions=4, num_hash_buckets=512, local_transformer_stride=16,
+              max_position_embeddings=256, downsampling_rate=4, upsampling_kernel_size=4)
+    kw.update(overrides)
+    return CanineConfig(**kw)

@@ -1,0 +1,287 @@
+"""Token-level MLM as a `Task`: sequences -> padded, masked batches -> sparse loss.
+
+Batch `i` of epoch `e` is a pure function of (seed, e, i): the epoch's order comes from a
+generator seeded with (seed, e), and the mask from one seeded with (seed, e, i). Resume is then
+just "start the plan at batch i": no data is re-read, and the result is bit-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .data.preprocessing import Sequences
+from .masking import TokenMasker
+from .models import masked_logits
+from .task import Batch, LossOutput
+
+EVAL_MASK_SEED = 1234  # fixed for every run, so validation numbers are comparable across runs
+
+
+def _mix(*parts: int) -> int:
+    """A 63-bit seed from several integers (stable across processes, unlike hash())."""
+    x = 0x9E3779B97F4A7C15
+    for p in parts:
+        x = (x ^ (int(p) + 0x9E3779B97F4A7C15 + (x << 6) + (x >> 2))) & 0xFFFFFFFFFFFFFFFF
+    return x & 0x7FFFFFFFFFFFFFFF
+
+
+class TokenMLMTask:
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        tokenizer,
+        train: Sequences | None,
+        validation: Sequences | None,
+        masker: TokenMasker,
+        *,
+        batch_size: int = 32,
+        seed: int = 0,
+        sparse: bool = True,
+        eval_batch_size: int | None = None,
+        bucket: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if tokenizer.pad_token_id is None:
+            raise ValueError("the tokenizer needs a padding token")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.train = train
+        self.validation = validation
+        self.masker = masker
+        self.batch_size = batch_size
+        self.seed = seed
+        self.sparse = sparse
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.bucket = bucket
+        self.rank, self.world_size = rank, world_size
+        self.pad_id = int(tokenizer.pad_token_id)
+        self._plans: dict[int, list[np.ndarray]] = {}
+        self._eval_cache = None
+
+    # ------------------------------------------------------------------ batch plans
+    def _plan(self, epoch: int) -> list[np.ndarray]:
+        """This rank's batches (arrays of example indices) for `epoch`.
+
+        All ranks compute the same global plan and take every world_size-th batch, so each
+        example is seen once per epoch across ranks.
+        """
+        if epoch in self._plans:
+            return self._plans[epoch]
+        n = len(self.train)
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(n)
+        b = self.batch_size
+        lengths = self.train.lengths()
+        if self.bucket and lengths.min(initial=0) != lengths.max(initial=0):
+            # Length bucketing: sort within windows of 64 batches, so a batch's rows have similar
+            # lengths and dynamic padding wastes little, yet the order stays random.
+            window = 64 * b
+            chunks = []
+            for s in range(0, n, window):
+                part = order[s : s + window]
+                chunks.append(part[np.argsort(lengths[part], kind="stable")])
+            order = np.concatenate(chunks)
+        batches = [order[s : s + b] for s in range(0, n, b)]
+        perm = rng.permutation(len(batches))
+        batches = [batches[i] for i in perm]
+        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
+        plan = batches[self.rank : usable : self.world_size]
+        self._plans = {epoch: plan}  # keep only the current epoch's plan
+        return plan
+
+    def num_batches(self, epoch: int) -> int:
+        return len(self._plan(epoch))
+
+    def _pad(self, seqs: Sequences, indices) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        items = [seqs.get(int(i)) for i in indices]
+        width = max(len(t) for t, _ in items)
+        ids = np.full((len(items), width), self.pad_id, dtype=np.int64)
+        att = np.zeros((len(items), width), dtype=np.int64)
+        words = np.full((len(items), width), -1, dtype=np.int64) if seqs.word_ids is not None else None
+        for r, (t, w) in enumerate(items):
+            ids[r, : len(t)] = t
+            att[r, : len(t)] = 1
+            if words is not None:
+                words[r, : len(t)] = w
+        return (torch.from_numpy(ids), torch.from_numpy(att),
+                None if words is None else torch.from_numpy(words))
+
+    def collate(self, seqs: Sequences, indices, generator: torch.Generator) -> Batch:
+        ids, att, words = self._pad(seqs, indices)
+        masked = self.masker(ids, att, words, generator=generator)
+        return {"input_ids": masked.input_ids, "attention_mask": att,
+                "positions": masked.positions, "targets": masked.targets}
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        plan = self._plan(epoch)
+        for i in range(start, len(plan)):
+            g = torch.Generator().manual_seed(_mix(self.seed, epoch, i, self.rank))
+            yield self.collate(self.train, plan[i], g)
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_tensors(self):
+        """Mask the whole validation set once, with a fixed seed: every evaluation (any batch
+        size, any checkpoint, any run) scores the same masked positions."""
+        if self._eval_cache is None:
+            order = np.argsort(self.validation.lengths(), kind="stable")
+            ids, att, words = self._pad(self.validation, order)
+            g = torch.Generator().manual_seed(EVAL_MASK_SEED)
+            masked = self.masker(ids, att, words, generator=g)
+            selected = torch.zeros(ids.numel(), dtype=torch.bool)
+            selected[masked.positions] = True
+            self._eval_cache = (ids, masked.input_ids, att, selected.view_as(ids))
+        return self._eval_cache
+
+    def eval_batches(self) -> Iterator[Batch]:
+        if self.validation is None or len(self.validation) == 0:
+            return
+        original, corrupted, att, selected = self._eval_tensors()
+        for s in range(0, len(original), self.eval_batch_size):
+            rows = slice(s, s + self.eval_batch_size)
+            width = int(att[rows].sum(1).max())
+            sel = selected[rows, :width].reshape(-1)
+            positions = sel.nonzero().squeeze(1)
+            yield {"input_ids": corrupted[rows, :width].contiguous(),
+                   "attention_mask": att[rows, :width].contiguous(),
+                   "positions": positions,
+                   "targets": original[rows, :width].reshape(-1)[positions]}
+
+    # ------------------------------------------------------------------ model
+    def forward(self, model, batch: Batch) -> LossOutput:
+        logits = masked_logits(model, batch["input_ids"], batch["attention_mask"], batch["positions"],
+                               sparse=self.sparse)
+        targets = batch["targets"]
+        loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
+        n = targets.numel()
+        loss = loss_sum / max(n, 1)
+        correct = (logits.detach().argmax(-1) == targets).sum()
+        return LossOutput(loss=loss, n_targets=n, loss_sum=loss_sum.detach(), n_correct=correct,
+                          n_tokens=batch["attention_mask"].sum())
+
+    def save_pretrained(self, model, path: Path) -> None:
+        model.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "vocab_size": len(self.tokenizer),
+            "train_sequences": 0 if self.train is None else len(self.train),
+            "train_tokens": 0 if self.train is None else self.train.num_tokens(),
+            "validation_sequences": 0 if self.validation is None else len(self.validation),
+        }
+
+
+# ---------------------------------------------------------------------- building from a config
+def load_texts(cfg_data, specs, *, max_samples=None, log=print) -> list[str]:
+    from .data.sources import ReadStats, read_texts
+
+    stats = ReadStats()
+    specs = [bundled_path(s) for s in specs]
+    texts = read_texts(specs, max_samples=max_samples, text_column=cfg_data.text_column,
+                       fmt=cfg_data.format, on_bad=cfg_data.on_bad_record, stats=stats,
+                       hf_split=cfg_data.hf_split, hf_config=cfg_data.hf_config)
+    log(f"data {', '.join(map(str, specs))}: {stats.summary()}")
+    return texts
+
+
+def bundled_path(spec: str) -> str:
+    """`mlmkit:samples/english.txt` -> the file shipped inside the package."""
+    if isinstance(spec, str) and spec.startswith("mlmkit:"):
+        from importlib import resources
+
+        return str(resources.files("mlmkit") / spec[len("mlmkit:"):])
+    return spec
+
+
+def build_token_task(cfg, *, log=print, progress: bool = True) -> TokenMLMTask:
+    """Config -> tokenizer, model, tokenised train/validation sets, masker."""
+    from .data.preprocessing import split_validation, tokenize
+    from .data.tokenizers import load_tokenizer, train_tokenizer
+    from .errors import ConfigError, MlmkitError
+    from .models import build_model, load_model
+
+    d, m = cfg.data, cfg.model
+    if not d.train:
+        raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
+    texts = load_texts(d, d.train, max_samples=d.max_samples, log=log)
+    if d.validation:
+        train_texts, val_texts = texts, load_texts(d, d.validation, log=log)
+    else:
+        train_texts, val_texts = split_validation(texts, d.validation_fraction, seed=0)
+    if not train_texts:
+        raise MlmkitError("no training records left after the validation split")
+
+    if m.init_from:
+        tokenizer = load_tokenizer(cfg.tokenizer.name_or_path or m.init_from,
+                                   trust_remote_code=m.trust_remote_code)
+        model = load_model(m.init_from, trust_remote_code=m.trust_remote_code)
+        log(f"continuing pre-training from {m.init_from} "
+            f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
+        if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+            model.resize_token_embeddings(len(tokenizer))
+    else:
+        if cfg.tokenizer.name_or_path:
+            tokenizer = load_tokenizer(cfg.tokenizer.name_or_path, trust_remote_code=m.trust_remote_code)
+        else:
+            log(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size}) "
+                f"on {len(train_texts):,} records")
+            tokenizer = train_tokenizer(train_texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size,
+                                        min_frequency=cfg.tokenizer.min_frequency,
+                                        lowercase=cfg.tokenizer.lowercase, model_max_length=d.max_length,
+                                        show_progress=progress)
+        model = build_model(m.arch, m.size, tokenizer, d.max_length, m.overrides)
+        log(f"new {m.arch}-{m.size} model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
+    limit = _max_length_of(model)
+    if limit is not None and d.max_length > limit:
+        raise ConfigError(f"config key 'data.max_length': {d.max_length} exceeds the model's "
+                          f"maximum of {limit} positions")
+    whole = cfg.masking.whole_word
+    train_seqs = tokenize(train_texts, tokenizer, d.mode, d.max_length, word_ids=whole, progress=progress)
+    val_seqs = tokenize(val_texts, tokenizer, d.mode, d.max_length, word_ids=whole, progress=progress)
+    if d.max_eval_samples is not None and len(val_seqs) > d.max_eval_samples:
+        val_seqs = subset(val_seqs, range(d.max_eval_samples))
+    log(f"{len(train_seqs):,} training sequences ({train_seqs.num_tokens():,} tokens), "
+        f"{len(val_seqs):,} validation sequences, mode {d.mode}, max_length {d.max_length}")
+    masker = make_masker(tokenizer, cfg.masking)
+    dist_rank, dist_world = _rank_world()
+    return TokenMLMTask(model, tokenizer, train_seqs, val_seqs, masker, batch_size=cfg.train.batch_size,
+                        seed=cfg.train.seed, sparse=m.sparse_prediction, rank=dist_rank,
+                        world_size=dist_world)
+
+
+def make_masker(tokenizer, masking_cfg) -> TokenMasker:
+    from .errors import MlmkitError
+
+    if tokenizer.mask_token_id is None:
+        raise MlmkitError("the tokenizer has no mask token; masked-LM pre-training needs one")
+    return TokenMasker.from_tokenizer(tokenizer, rate=masking_cfg.rate, mask_fraction=masking_cfg.mask_fraction,
+                                      random_fraction=masking_cfg.random_fraction,
+                                      whole_word=masking_cfg.whole_word)
+
+
+def subset(seqs: Sequences, indices) -> Sequences:
+    items = [seqs.get(i) for i in indices]
+    return Sequences.from_lists([t for t, _ in items],
+                                None if seqs.word_ids is None else [w for _, w in items])
+
+
+def _max_length_of(model) -> int | None:
+    cfg = getattr(model, "config", None)
+    n = getattr(cfg, "max_position_embeddings", None)
+    if n is None:
+        return None
+    if getattr(cfg, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        n -= 2
+    return int(n)
+
+
+def _rank_world() -> tuple[int, int]:
+    import os
+
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))

@@ -1,0 +1,426 @@
+"""The training loop: one function, readable in one sitting (after nanoGPT's train.py).
+
+It drives any `Task` (token or character MLM): AdamW with warmup then linear/cosine decay,
+gradient accumulation (token-weighted across micro-batches), clipping, mixed precision chosen
+per device, periodic evaluation with early stopping, atomic checkpoints with exact resume,
+NaN/inf skipping, SIGTERM/SIGINT save-and-exit, and DDP when launched by torchrun.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt_io
+from .config import OptimConfig, TrainConfig
+from .errors import MlmkitError
+from .task import Task
+
+
+# ------------------------------------------------------------------------------ devices
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        return torch.device("cuda", local)
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_precision(precision: str, device: torch.device) -> str:
+    """fp32 on CPUs (bf16 autocast is several times slower without AMX), bf16 on GPUs that
+    support it, fp16 with a grad scaler on older GPUs."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# ------------------------------------------------------------------------------ optimiser
+def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, device: torch.device):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        # Biases and norm weights are not decayed (as in BERT and nanoGPT).
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    extra = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, **extra)
+
+
+def lr_factor(progress: float, warmup: float, schedule: str, min_ratio: float) -> float:
+    """Multiplier of the peak LR at `progress` in [0, 1] of the run; `warmup` is a fraction."""
+    if warmup > 0 and progress < warmup:
+        return max(progress / warmup, 1e-3)
+    if schedule == "constant":
+        return 1.0
+    rest = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
+    if schedule == "cosine":
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * rest))
+    return min_ratio + (1 - min_ratio) * (1 - rest)
+
+
+# ------------------------------------------------------------------------------ distributed
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local)
+
+
+def all_reduce_sum(values: list[float], device: torch.device, dist_info: Dist) -> list[float]:
+    if not dist_info.enabled:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+# ------------------------------------------------------------------------------ evaluation
+@torch.no_grad()
+def evaluate(task: Task, model: torch.nn.Module, device: torch.device, precision: str,
+             dist_info: Dist | None = None) -> dict[str, float]:
+    """Token-weighted loss over every masked target of the validation set (not a mean of batch
+    means), so the number does not depend on the batch size."""
+    was_training = model.training
+    model.eval()
+    loss_sum, n, correct = 0.0, 0, 0
+    for batch in task.eval_batches():
+        batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        with autocast(device, precision):
+            out = task.forward(model, batch)
+        loss_sum += float(out.loss_sum)
+        n += int(out.n_targets)
+        correct += int(out.n_correct)
+    if dist_info is not None:
+        loss_sum, n, correct = all_reduce_sum([loss_sum, n, correct], device, dist_info)
+    model.train(was_training)
+    if n == 0:
+        return {}
+    loss = loss_sum / n
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)),
+            "eval_accuracy": correct / n, "eval_targets": int(n)}
+
+
+# ------------------------------------------------------------------------------ the loop
+@dataclass
+class TrainState:
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # next batch to read in `epoch`
+    tokens: int = 0
+    targets: int = 0
+    elapsed: float = 0.0  # training seconds before this process (for time budgets across resumes)
+    best_eval_loss: float | None = None
+    evals_without_improvement: int = 0
+    bad_steps_total: int = 0
+    history: list = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        d = dict(self.__dict__)
+        d.pop("history")
+        return d
+
+
+class _Stop(Exception):
+    pass
+
+
+class GracefulExit:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _batches_forever(task: Task, state: TrainState):
+    """Yield (epoch, index, batch) from the saved position on, across epochs."""
+    epoch, start = state.epoch, state.batch_in_epoch
+    while True:
+        got = False
+        for i, batch in enumerate(task.train_batches(epoch, start), start=start):
+            got = True
+            yield epoch, i, batch
+        if not got and start == 0:
+            raise MlmkitError("the training data produced no batches (is it empty?)")
+        epoch, start = epoch + 1, 0
+
+
+def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool = False,
+          save_final: bool = True, log: Callable[[str], None] = print,
+          on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train `task.model`; writes checkpoints, metrics.jsonl and the final model to cfg.output_dir."""
+    dist_info = init_distributed()
+    device = pick_device(cfg.device)
+    precision = pick_precision(cfg.precision, device)
+    out_dir = Path(cfg.output_dir)
+    ckpt_dir = out_dir / "checkpoints"
+    main = dist_info.is_main
+    if main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed + dist_info.rank)
+
+    model = task.model.to(device)
+    model.train()
+    optimizer = make_optimizer(model, optim_cfg, device)
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+
+    state = TrainState()
+    if resume:
+        found = ckpt_io.latest_valid(ckpt_dir, log=log if main else (lambda s: None))
+        if found is None:
+            log(f"no checkpoint in {ckpt_dir}; starting from scratch")
+        else:
+            saved = ckpt_io.load_checkpoint(found, model, optimizer, scaler)
+            state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
+            log(f"resumed from {found.name} (step {state.step}, epoch {state.epoch}, batch {state.batch_in_epoch})")
+
+    train_model = model
+    if dist_info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        train_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
+
+    per_epoch = task.num_batches(0)
+    total_steps = cfg.max_steps
+    if total_steps is None and per_epoch and not cfg.max_minutes:
+        total_steps = max(1, int(math.ceil(per_epoch * cfg.epochs / cfg.grad_accum)))
+    budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+    if total_steps is None and budget_s is None:
+        raise MlmkitError("set train.max_steps or train.max_minutes for a streaming dataset")
+    if optim_cfg.warmup_steps is not None and total_steps:
+        warmup = min(1.0, optim_cfg.warmup_steps / total_steps)
+    else:
+        warmup = optim_cfg.warmup_ratio
+
+    metrics_path = out_dir / "metrics.jsonl"
+
+    def write_metrics(record: dict) -> None:
+        if main:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def progress_now(step: int) -> float:
+        p = 0.0
+        if total_steps:
+            p = max(p, step / total_steps)
+        if budget_s:
+            p = max(p, (state.elapsed + time.perf_counter() - t_start) / budget_s)
+        return min(p, 1.0)
+
+    def save(reason: str) -> None:
+        if main:
+            ckpt_io.save_checkpoint(ckpt_dir, state.step, model, optimizer, scaler, state.to_json(),
+                                    keep=cfg.keep_checkpoints)
+        if dist_info.enabled:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    stream = _batches_forever(task, state)
+    t_start = time.perf_counter()
+    t_log, tokens_log, loss_log, n_log = time.perf_counter(), 0, 0.0, 0
+    consecutive_bad = 0
+    stop_reason = "finished"
+    bar = tqdm(total=total_steps, initial=state.step, disable=not (cfg.progress and main),
+               unit="step", dynamic_ncols=True, desc="training")
+    last_eval: dict = {}
+    with GracefulExit() as graceful:
+        try:
+            while True:
+                if total_steps is not None and state.step >= total_steps:
+                    break
+                if budget_s is not None and state.elapsed + time.perf_counter() - t_start >= budget_s:
+                    stop_reason = "time budget reached"
+                    break
+                # ---- gather the micro-batches of one optimiser step
+                micro = []
+                for _ in range(cfg.grad_accum):
+                    epoch, index, batch = next(stream)
+                    micro.append(batch)
+                    state.epoch, state.batch_in_epoch = epoch, index + 1
+                n_targets = sum(int(b["targets"].numel()) if "targets" in b else 1 for b in micro)
+                lr = optim_cfg.lr * lr_factor(progress_now(state.step), warmup, optim_cfg.schedule,
+                                              optim_cfg.min_lr_ratio)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                step_loss, step_n, step_tokens = 0.0, 0, 0
+                for j, batch in enumerate(micro):
+                    batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+                    sync = contextlib.nullcontext()
+                    if dist_info.enabled and j < len(micro) - 1:
+                        sync = train_model.no_sync()
+                    with sync:
+                        with autocast(device, precision):
+                            out = task.forward(train_model, batch)
+                        # Token-weighted over the micro-batches: each target counts once.
+                        loss = out.loss_sum_grad if hasattr(out, "loss_sum_grad") else out.loss * int(out.n_targets)
+                        loss = loss / max(n_targets, 1)
+                        if scaler is not None:
+                            scaler.scale(loss).backward()
+                        else:
+                            loss.backward()
+                    step_loss += float(out.loss_sum)
+                    step_n += int(out.n_targets)
+                    step_tokens += int(out.n_tokens)
+                finite = math.isfinite(step_loss)
+                if dist_info.enabled:
+                    finite = all_reduce_sum([0.0 if finite else 1.0], device, dist_info)[0] == 0
+                if not finite:
+                    optimizer.zero_grad(set_to_none=True)
+                    consecutive_bad += 1
+                    state.bad_steps_total += 1
+                    log(f"step {state.step + 1}: loss is {step_loss} (NaN/inf); step skipped "
+                        f"({consecutive_bad} in a row, {state.bad_steps_total} in total)")
+                    write_metrics({"step": state.step + 1, "event": "nonfinite_loss_skipped"})
+                    if consecutive_bad >= cfg.max_bad_steps:
+                        save("nonfinite")
+                        raise MlmkitError(
+                            f"stopped after {consecutive_bad} consecutive NaN/inf losses at step "
+                            f"{state.step}; checkpoint saved in {ckpt_dir} (try a lower optim.lr)")
+                    continue
+                consecutive_bad = 0
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if optim_cfg.grad_clip and optim_cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), optim_cfg.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state.step += 1
+                state.tokens += step_tokens * dist_info.world_size
+                state.targets += step_n
+                bar.update(1)
+                loss_log += step_loss
+                n_log += step_n
+                tokens_log += step_tokens
+
+                if state.step % cfg.log_every == 0 or state.step == 1:
+                    now = time.perf_counter()
+                    tot = all_reduce_sum([loss_log, n_log, tokens_log], device, dist_info)
+                    avg = tot[0] / max(tot[1], 1)
+                    tps = tot[2] / max(now - t_log, 1e-9)
+                    record = {"step": state.step, "epoch": state.epoch, "loss": avg, "lr": lr,
+                              "tokens_per_s": tps, "tokens": state.tokens,
+                              "time_s": state.elapsed + now - t_start}
+                    write_metrics(record)
+                    bar.set_postfix(loss=f"{avg:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+                    t_log, tokens_log, loss_log, n_log = now, 0, 0.0, 0
+
+                if state.step % cfg.eval_every == 0:
+                    last_eval = evaluate(task, model, device, precision, dist_info)
+                    if last_eval:
+                        last_eval.update(step=state.step, time_s=state.elapsed + time.perf_counter() - t_start)
+                        write_metrics(last_eval)
+                        if on_eval:
+                            on_eval(last_eval)
+                        bar.write(f"step {state.step}: eval loss {last_eval['eval_loss']:.4f} "
+                                  f"ppl {last_eval['eval_perplexity']:.2f} acc {last_eval['eval_accuracy']:.3f}")
+                        best = state.best_eval_loss
+                        if best is None or last_eval["eval_loss"] < best - 1e-4:
+                            state.best_eval_loss = last_eval["eval_loss"]
+                            state.evals_without_improvement = 0
+                        else:
+                            state.evals_without_improvement += 1
+                        patience = cfg.early_stopping_patience
+                        if patience is not None and state.evals_without_improvement >= patience:
+                            stop_reason = f"early stopping (no improvement in {patience} evaluations)"
+                            break
+
+                if graceful.requested:
+                    stop_reason = f"received {graceful.requested}"
+                    break
+                if cfg.save_every and state.step % cfg.save_every == 0:
+                    state.elapsed += time.perf_counter() - t_start
+                    t_start = time.perf_counter()
+                    save("periodic")
+        finally:
+            bar.close()
+    state.elapsed += time.perf_counter() - t_start
+    t_start = time.perf_counter()
+    save(stop_reason)
+    if graceful.requested:
+        log(f"{stop_reason}: checkpoint saved at step {state.step} in {ckpt_dir}; "
+            "continue with --resume")
+        return {"stopped": stop_reason, "step": state.step}
+
+    final_eval = evaluate(task, model, device, precision, dist_info)
+    if final_eval:
+        final_eval.update(step=state.step, time_s=state.elapsed, final=True)
+        write_metrics(final_eval)
+    if main and save_final:
+        task.save_pretrained(model, out_dir / "model")
+    summary = {"stopped": stop_reason, "step": state.step, "tokens": state.tokens,
+               "train_seconds": round(state.elapsed, 1), "precision": precision,
+               "device": str(device), "bad_steps_skipped": state.bad_steps_total, **final_eval}
+    if main:
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
