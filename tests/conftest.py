@@ -1,0 +1,33 @@
+import os
+from importlib import resources
+
+import pytest
+import torch
+
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def english_texts() -> list[str]:
+    path = resources.files("mlmkit") / "samples" / "english.txt"
+    return [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(english_texts):
+    from mlmkit.data.tokenizers import train_tokenizer
+
+    return train_tokenizer(english_texts[:3000], kind="wordpiece", vocab_size=1000, show_progress=False)
+
+
+@pytest.fixture()
+def tiny_bert(tiny_tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=64, num_hidden_layers=2,
+                     num_attention_heads=2, intermediate_size=128, max_position_embeddings=128,
+                     pad_token_id=tiny_tokenizer.pad_token_id)
+    return BertForMaskedLM(cfg)
