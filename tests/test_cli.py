@@ -1,0 +1,117 @@
+"""The command line end to end: errors are one line with a non-zero exit; a tiny run trains,
+predicts, and its folder works in transformers' pipeline("fill-mask")."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mlmkit.cli import main
+
+
+def run_cli(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mlmkit", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as e:
+        code = e.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _one_line_error(code, err, *needles):
+    assert code != 0
+    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture()
+def tiny_args(tmp_path):
+    return ["--set", "model.size=tiny", "--set", "tokenizer.vocab_size=500", "--set", "train.progress=false",
+            "--set", "train.eval_every=5", "--output", str(tmp_path / "run")]
+
+
+def test_missing_file(capsys, monkeypatch, tmp_path, tiny_args):
+    code, _, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(tmp_path / "nope.txt"), *tiny_args],
+                           capsys, monkeypatch)
+    _one_line_error(code, err, "nope.txt")
+
+
+def test_empty_file(capsys, monkeypatch, tmp_path, tiny_args):
+    f = tmp_path / "empty.txt"
+    f.write_text("")
+    code, _, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(f), *tiny_args], capsys, monkeypatch)
+    _one_line_error(code, err, "empty.txt")
+
+
+def test_non_utf8_names_file_and_line(capsys, monkeypatch, tmp_path, tiny_args):
+    f = tmp_path / "latin1.txt"
+    f.write_bytes(b"good line\nanother good line\ncaf\xe9 au lait\n")
+    code, _, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(f), *tiny_args], capsys, monkeypatch)
+    _one_line_error(code, err, "latin1.txt:3")
+
+
+def test_unknown_preset(capsys, monkeypatch):
+    code, _, err = run_cli(["train", "--preset", "nope"], capsys, monkeypatch)
+    _one_line_error(code, err, "unknown preset 'nope'")
+
+
+def test_unknown_config_key(capsys, monkeypatch, tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optim:\n  learning_rate: 0.1\n")
+    code, _, err = run_cli(["train", "--config", str(f)], capsys, monkeypatch)
+    _one_line_error(code, err, "optim.learning_rate")
+
+
+def test_tokenizer_without_mask_token(capsys, monkeypatch, tmp_path, tiny_tokenizer, english_texts):
+    from transformers import AutoTokenizer
+
+    tok_dir = tmp_path / "tok"
+    tiny_tokenizer.save_pretrained(tok_dir)
+    cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    cfg.pop("mask_token", None)
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert AutoTokenizer.from_pretrained(tok_dir).mask_token is None
+    data = tmp_path / "d.txt"
+    data.write_text("\n".join(english_texts[:50]))
+    code, _, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(data), "--set",
+                            f"tokenizer.name_or_path={tok_dir}", "-o", str(tmp_path / "r")], capsys, monkeypatch)
+    _one_line_error(code, err, "mask token")
+
+
+def test_debug_shows_the_traceback():
+    r = subprocess.run([sys.executable, "-m", "mlmkit", "--debug", "train", "--preset", "nope"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+def test_train_predict_and_pipeline_agree(capsys, monkeypatch, tmp_path, tiny_args, english_texts):
+    from transformers import pipeline
+
+    data = tmp_path / "corpus.txt"
+    data.write_text("\n".join(english_texts[:1500]))
+    code, out, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(data), "--max-steps", "10",
+                              *tiny_args], capsys, monkeypatch)
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["step"] == 10 and summary["eval_perplexity"] > 1
+    run = tmp_path / "run"
+    assert (run / "config.yaml").is_file() and (run / "metrics.jsonl").is_file()
+    text = "and god said, let there be [MASK]."
+    code, out, err = run_cli(["predict", str(run), text, "--json", "-k", "5"], capsys, monkeypatch)
+    assert code == 0, err
+    ours = json.loads(out)["masks"][0]
+    fill = pipeline("fill-mask", model=str(run / "model"), top_k=5)
+    ref = fill(text)
+    assert [f["token_id"] for f in ours] == [r["token"] for r in ref]
+    for a, b in zip(ours, ref):
+        assert abs(a["score"] - b["score"]) < 1e-5
+    code, out, err = run_cli(["eval", str(run), "--data", str(data), "--max-samples", "200"], capsys, monkeypatch)
+    assert code == 0, err
+    result = json.loads(out)
+    assert 0 <= result["eval_accuracy"] <= 1 and result["eval_perplexity"] > 1
