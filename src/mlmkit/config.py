@@ -110,6 +110,7 @@ class TrainConfig:
     device: str = "auto"
     compile: bool = False
     eval_every: int = 200
+    eval_at_start: bool = True
     log_every: int = 10
     save_every: int = 500
     keep_checkpoints: int = 2

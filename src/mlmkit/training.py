@@ -291,6 +291,14 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
     bar = tqdm(total=total_steps, initial=state.step, disable=not (cfg.progress and main),
                unit="step", dynamic_ncols=True, desc="training")
     last_eval: dict = {}
+    if state.step == 0 and cfg.eval_at_start:
+        # The starting point, so every run reports how far it moved.
+        first = evaluate(task, model, device, precision, dist_info)
+        if first:
+            write_metrics({**first, "step": 0, "time_s": 0.0})
+            log(f"step 0: eval loss {first['eval_loss']:.4f} ppl {first['eval_perplexity']:.2f} "
+                f"acc {first['eval_accuracy']:.3f}")
+    t_start = time.perf_counter()
     with GracefulExit() as graceful:
         try:
             while True:
