@@ -3,6 +3,13 @@
 Batch `i` of epoch `e` is a pure function of (seed, e, i): the epoch's order comes from a
 generator seeded with (seed, e), and the mask from one seeded with (seed, e, i). Resume is then
 just "start the plan at batch i": no data is re-read, and the result is bit-identical.
+
+Data parallelism: `batch_size` is per rank. Every rank computes the same *global* plan of
+batches of `batch_size * world_size` rows, masks global batch `i` (same seed on every rank), and
+keeps its own contiguous slice of rows. So the union over ranks of step `i` is exactly the batch
+one process with `batch_size * world_size` would train on, with the same mask: a row's mask does
+not depend on which rank holds it. (The cost: each rank pads and masks the global batch, not just
+its slice -- a few milliseconds of CPU work for in-memory token sequences, far below a step.)
 """
 
 from __future__ import annotations
@@ -16,7 +23,8 @@ from torch.nn import functional as F
 
 from .data.preprocessing import Sequences
 from .masking import TokenMasker
-from .models import masked_logits
+from .models import SparseMLM
+from .models.sparse import unwrap
 from .task import Batch, LossOutput
 
 EVAL_MASK_SEED = 1234  # fixed for every run, so validation numbers are comparable across runs
@@ -49,7 +57,9 @@ class TokenMLMTask:
     ):
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer needs a padding token")
-        self.model = model
+        # The trainer wraps `self.model` (DDP, FSDP, compile), so it must be the module whose
+        # forward computes the sparse logits; the masked-LM itself is `self.model.model`.
+        self.model = model if isinstance(model, SparseMLM) else SparseMLM(model, sparse=sparse)
         self.tokenizer = tokenizer
         self.train = train
         self.validation = validation
@@ -66,17 +76,17 @@ class TokenMLMTask:
 
     # ------------------------------------------------------------------ batch plans
     def _plan(self, epoch: int) -> list[np.ndarray]:
-        """This rank's batches (arrays of example indices) for `epoch`.
-
-        All ranks compute the same global plan and take every world_size-th batch, so each
-        example is seen once per epoch across ranks.
+        """The global batches (arrays of example indices, `batch_size * world_size` rows) of
+        `epoch`: the same on every rank, and the same as one process with the global batch size.
+        Each rank trains on its slice of every batch (`_rows_of_rank`), so every example is seen
+        once per epoch across ranks.
         """
         if epoch in self._plans:
             return self._plans[epoch]
         n = len(self.train)
         rng = np.random.default_rng([self.seed, epoch])
         order = rng.permutation(n)
-        b = self.batch_size
+        b = self.batch_size * self.world_size
         lengths = self.train.lengths()
         if self.bucket and lengths.min(initial=0) != lengths.max(initial=0):
             # Length bucketing: sort within windows of 64 batches, so a batch's rows have similar
@@ -90,8 +100,9 @@ class TokenMLMTask:
         batches = [order[s : s + b] for s in range(0, n, b)]
         perm = rng.permutation(len(batches))
         batches = [batches[i] for i in perm]
-        usable = len(batches) - len(batches) % self.world_size if self.world_size > 1 else len(batches)
-        plan = batches[self.rank : usable : self.world_size]
+        # A last batch with fewer rows than ranks would leave a rank with nothing to train on
+        # (and DDP needs every rank in every step): drop it (< world_size examples per epoch).
+        plan = [p for p in batches if len(p) >= self.world_size]
         self._plans = {epoch: plan}  # keep only the current epoch's plan
         return plan
 
@@ -121,8 +132,24 @@ class TokenMLMTask:
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         plan = self._plan(epoch)
         for i in range(start, len(plan)):
-            g = torch.Generator().manual_seed(_mix(self.seed, epoch, i, self.rank))
-            yield self.collate(self.train, plan[i], g)
+            # Seeded by the global batch, not the rank: every rank draws the same mask for it.
+            g = torch.Generator().manual_seed(_mix(self.seed, epoch, i))
+            batch = self.collate(self.train, plan[i], g)
+            yield batch if self.world_size == 1 else self._rows_of_rank(batch)
+
+    def _rows_of_rank(self, batch: Batch) -> Batch:
+        """This rank's contiguous slice of a masked global batch, trimmed to its own longest row;
+        the flat `positions` are re-based onto the smaller grid (their order is kept)."""
+        n_rows, width = batch["input_ids"].shape
+        bounds = np.linspace(0, n_rows, self.world_size + 1).round().astype(int)  # even split
+        lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
+        att = batch["attention_mask"][lo:hi]
+        w = max(int(att.sum(1).max()), 1)
+        pos = batch["positions"]
+        row, col = pos // width, pos % width
+        keep = (row >= lo) & (row < hi)
+        return {"input_ids": batch["input_ids"][lo:hi, :w].contiguous(), "attention_mask": att[:, :w].contiguous(),
+                "positions": (row[keep] - lo) * w + col[keep], "targets": batch["targets"][keep]}
 
     # ------------------------------------------------------------------ evaluation
     def _eval_tensors(self):
@@ -154,8 +181,15 @@ class TokenMLMTask:
 
     # ------------------------------------------------------------------ model
     def forward(self, model, batch: Batch) -> LossOutput:
-        logits = masked_logits(model, batch["input_ids"], batch["attention_mask"], batch["positions"],
-                               sparse=self.sparse)
+        # Call the module (not a function that reaches into it): under DDP/FSDP/compile the
+        # wrapper's forward is what synchronises gradients / gathers parameters.
+        if not isinstance(unwrap(model), SparseMLM):  # a bare masked-LM, e.g. from `mlmkit eval`
+            model = SparseMLM(model, sparse=self.sparse)
+        if hasattr(model, "_orig_mod"):  # torch.compile'd: the number of masked positions
+            # changes every batch; declare it dynamic up front (one compile instead of a second
+            # one at the first new count: ~30 s on a 2-core CPU).
+            torch._dynamo.maybe_mark_dynamic(batch["positions"], 0)
+        logits = model(batch["input_ids"], batch["attention_mask"], batch["positions"])
         targets = batch["targets"]
         loss_sum = F.cross_entropy(logits.float(), targets, reduction="sum")
         n = targets.numel()
@@ -165,6 +199,9 @@ class TokenMLMTask:
                           n_tokens=batch["attention_mask"].sum())
 
     def save_pretrained(self, model, path: Path) -> None:
+        model = unwrap(model)
+        if isinstance(model, SparseMLM):
+            model = model.model
         model.save_pretrained(path, safe_serialization=True)
         self.tokenizer.save_pretrained(path)
 
@@ -199,8 +236,9 @@ def bundled_path(spec: str) -> str:
     return spec
 
 
-def build_token_task(cfg, *, log=print, progress: bool = True) -> TokenMLMTask:
-    """Config -> tokenizer, model, tokenised train/validation sets, masker."""
+def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = False) -> TokenMLMTask:
+    """Config -> tokenizer, model, tokenised train/validation sets, masker. `resume`: reuse the
+    tokenizer this run trained before (see `_run_tokenizer`)."""
     from .data.preprocessing import split_validation, tokenize
     from .data.tokenizers import load_tokenizer, train_tokenizer
     from .errors import ConfigError, MlmkitError
@@ -217,6 +255,9 @@ def build_token_task(cfg, *, log=print, progress: bool = True) -> TokenMLMTask:
     if not train_texts:
         raise MlmkitError("no training records left after the validation split")
 
+    # Seed the model's initialisation: a run is reproducible from its config, and every rank of a
+    # distributed run builds the same model (FSDP shards each rank's copy without broadcasting).
+    torch.manual_seed(cfg.train.seed)
     if m.init_from:
         tokenizer = load_tokenizer(cfg.tokenizer.name_or_path or m.init_from,
                                    trust_remote_code=m.trust_remote_code)
@@ -229,12 +270,7 @@ def build_token_task(cfg, *, log=print, progress: bool = True) -> TokenMLMTask:
         if cfg.tokenizer.name_or_path:
             tokenizer = load_tokenizer(cfg.tokenizer.name_or_path, trust_remote_code=m.trust_remote_code)
         else:
-            log(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size}) "
-                f"on {len(train_texts):,} records")
-            tokenizer = train_tokenizer(train_texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size,
-                                        min_frequency=cfg.tokenizer.min_frequency,
-                                        lowercase=cfg.tokenizer.lowercase, model_max_length=d.max_length,
-                                        show_progress=progress)
+            tokenizer = _run_tokenizer(cfg, train_texts, resume=resume, log=log, progress=progress)
         model = build_model(m.arch, m.size, tokenizer, d.max_length, m.overrides)
         log(f"new {m.arch}-{m.size} model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
     limit = _max_length_of(model)
@@ -253,6 +289,40 @@ def build_token_task(cfg, *, log=print, progress: bool = True) -> TokenMLMTask:
     return TokenMLMTask(model, tokenizer, train_seqs, val_seqs, masker, batch_size=cfg.train.batch_size,
                         seed=cfg.train.seed, sparse=m.sparse_prediction, rank=dist_rank,
                         world_size=dist_world)
+
+
+def _run_tokenizer(cfg, train_texts, *, resume: bool, log, progress: bool):
+    """Train the run's tokenizer once and keep it in `<output_dir>/tokenizer/`.
+
+    Tokenizer training is not bit-reproducible (the `tokenizers` trainers break frequency ties in
+    hash order: two trainings on the same text can number the vocabulary differently), so a
+    resumed run, and every rank but 0 of a distributed run, must load rank 0's saved copy rather
+    than train their own -- or the checkpoint's embeddings would be read with another vocabulary.
+    """
+    from .data.tokenizers import load_tokenizer, train_tokenizer
+    from .training import init_distributed
+
+    folder = Path(cfg.train.output_dir) / "tokenizer"
+    dist_info = init_distributed(cfg.train.strategy)  # no-op for one process
+    reuse = resume and (folder / "tokenizer_config.json").is_file()
+    tokenizer = None
+    if dist_info.is_main and not reuse:
+        log(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size}) "
+            f"on {len(train_texts):,} records")
+        tokenizer = train_tokenizer(train_texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size,
+                                    min_frequency=cfg.tokenizer.min_frequency,
+                                    lowercase=cfg.tokenizer.lowercase, model_max_length=cfg.data.max_length,
+                                    show_progress=progress)
+        tokenizer.save_pretrained(folder)
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()  # rank 0's tokenizer is on disk
+    if tokenizer is None:
+        if reuse:
+            log(f"reusing this run's tokenizer from {folder}")
+        tokenizer = load_tokenizer(str(folder))
+    return tokenizer
 
 
 def make_masker(tokenizer, masking_cfg) -> TokenMasker:

@@ -376,14 +376,35 @@ def _iter_jsonl(path: Path, ctx: _Ctx, fmt: str) -> Iterator[Record]:
                 hint = " (a JSON array is not supported: use JSON Lines, one object per line)"
             ctx.bad("bad_json", f"invalid JSON: {e.msg} at column {e.colno}{hint}", source, line)
             continue
+        except RecursionError:  # json's decoder recurses once per nesting level
+            ctx.bad("bad_json", "invalid JSON: nested too deeply", source, line)
+            continue
         if not isinstance(obj, dict):
             ctx.bad("bad_json", f"expected a JSON object, got {type(obj).__name__}", source, line)
             continue
         if col not in obj:
             ctx.bad("missing_column", _missing_column_msg(col, obj.keys(), "field"), source, line)
             continue
+        if _lone_surrogate(obj[col]):
+            ctx.bad("invalid_unicode", _SURROGATE_MSG, source, line)
+            continue
         if (record := ctx.accept(obj[col], source, line)) is not None:
             yield record
+
+
+# JSON can spell text that is not Unicode ("\ud800"): json.loads returns a str that cannot be
+# encoded, and the tokenizer fails on it much later. Caught here, with the file and line.
+_SURROGATE_MSG = "text holds a lone surrogate escape (\\ud800-\\udfff), which is not valid Unicode"
+
+
+def _lone_surrogate(value: Any) -> bool:
+    if not isinstance(value, str) or value.isascii():
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _starts_with_bracket(path: Path) -> bool:
@@ -416,6 +437,8 @@ def _iter_json_array(path: Path, ctx: _Ctx) -> Iterator[Record]:
         raise DataError(f"invalid UTF-8 at byte {column} (0x{data[e.start]:02x})", source, line) from None
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e.msg} at column {e.colno}", source, e.lineno) from None
+    except RecursionError:
+        raise DataError("invalid JSON: nested too deeply", source) from None
     del data
     col = ctx.text_column
     for index, item in enumerate(items, 1):
@@ -424,6 +447,9 @@ def _iter_json_array(path: Path, ctx: _Ctx) -> Iterator[Record]:
                 ctx.bad("missing_column", _missing_column_msg(col, item.keys(), "field"), source, index)
                 continue
             item = item[col]
+        if _lone_surrogate(item):
+            ctx.bad("invalid_unicode", _SURROGATE_MSG, source, index)
+            continue
         if (record := ctx.accept(item, source, index)) is not None:
             yield record
 

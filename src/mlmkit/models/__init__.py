@@ -7,5 +7,6 @@ with `EncoderForMaskedLM`).
 
 from .heads import EncoderForMaskedLM, MaskedLMHead
 from .hf import SIZES, build_model, load_model, masked_logits
+from .sparse import SparseMLM
 
-__all__ = ["EncoderForMaskedLM", "MaskedLMHead", "SIZES", "build_model", "load_model", "masked_logits"]
+__all__ = ["EncoderForMaskedLM", "MaskedLMHead", "SIZES", "build_model", "load_model", "masked_logits", "SparseMLM"]
