@@ -58,6 +58,8 @@ def train(
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
+    strategy: Optional[str] = typer.Option(None, "--strategy",
+                                           help="Under torchrun: ddp (default) or fsdp (train.strategy)."),
 ):
     """Pre-train (from scratch or continued) and save a Hugging Face model folder."""
     from .config import save_config
@@ -78,6 +80,8 @@ def train(
         extra.setdefault("train", {})["max_steps"] = max_steps
     if max_minutes is not None:
         extra.setdefault("train", {})["max_minutes"] = max_minutes
+    if strategy is not None:
+        extra.setdefault("train", {})["strategy"] = strategy
     cfg = _config(preset, config, sets, extra)
     from pathlib import Path
 
@@ -94,7 +98,7 @@ def train(
     else:
         from .token_task import build_token_task
 
-        task = build_token_task(cfg, log=log, progress=cfg.train.progress and rank0)
+        task = build_token_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=resume)
     summary = run_training(task, cfg.train, cfg.optim, resume=resume, log=log)
     if rank0:
         typer.echo(json.dumps(summary, indent=2))
@@ -184,6 +188,104 @@ def presets():
     for name in preset_names():
         desc = load_preset(name).get("description", "")
         typer.echo(f"{name:<20} {desc}")
+
+
+def _quiet_transformers() -> None:
+    """No 'Loading weights' / 'Writing model shards' bars from transformers in these commands:
+    mlmkit prints its own progress, and the bars drown the one-line messages."""
+    if not _state["debug"]:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+
+
+@app.command()
+def export(
+    run: str = typer.Argument(..., help="Run folder (or its model/ folder)."),
+    out: str = typer.Argument(..., help="Output folder."),
+    encoder_only: bool = typer.Option(False, "--encoder-only",
+                                      help="OUT holds the encoder without the MLM head (AutoModel); "
+                                           "the full masked-LM goes to OUT/masked-lm."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
+):
+    """Write a shareable Hugging Face folder with a model card (README.md)."""
+    from .export import export as run_export
+
+    _quiet_transformers()
+
+    run_export(run, out, encoder_only=encoder_only, overwrite=overwrite, log=_echo)
+
+
+@app.command()
+def finetune(
+    model: str = typer.Argument(..., help="Pre-trained run folder, model folder or exported encoder."),
+    data: List[str] = typer.Option(..., "--data", "-d", help="CSV/TSV/JSONL file(s), or a folder of label folders."),
+    task: str = typer.Option("classification", "--task", help="Only 'classification' for now."),
+    text_column: str = typer.Option("text", "--text-column"),
+    label_column: str = typer.Option("label", "--label-column"),
+    output: str = typer.Option("runs/finetune", "--output", "-o", help="Where the classifier is saved."),
+    epochs: float = typer.Option(3.0, "--epochs"),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(3e-4, "--lr"),
+    max_length: int = typer.Option(128, "--max-length", help="Tokens per text (longer texts are cut)."),
+    validation_fraction: float = typer.Option(0.1, "--validation-fraction"),
+    test_fraction: float = typer.Option(0.0, "--test-fraction", help="Held-out test split, never used for stopping."),
+    patience: Optional[int] = typer.Option(2, "--patience", help="Evaluations without improvement before stopping."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between evaluations (default: each epoch)."),
+    from_scratch: bool = typer.Option(False, "--from-scratch", help="Re-initialise the weights (baseline); keeps the tokenizer."),
+    seed: int = typer.Option(0, "--seed"),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (1 is often fastest on a busy machine)."),
+):
+    """Fine-tune a pre-trained encoder for sequence classification."""
+    from .finetune import FinetuneConfig, finetune as run_finetune
+
+    _quiet_transformers()
+
+    cfg = FinetuneConfig(task=task, text_column=text_column, label_column=label_column, epochs=epochs,
+                         max_minutes=max_minutes, batch_size=batch_size, lr=lr, max_length=max_length,
+                         validation_fraction=validation_fraction, test_fraction=test_fraction, patience=patience,
+                         eval_every=eval_every, from_scratch=from_scratch, seed=seed, max_samples=max_samples,
+                         threads=threads)
+    result = run_finetune(model, list(data), output, cfg, log=_echo)
+    typer.echo(json.dumps({"validation": result.validation, "test": result.test, "steps": result.steps,
+                           "best_step": result.best_step, "stopped": result.stopped,
+                           "train_seconds": result.train_seconds, "output": output}, indent=2))
+
+
+@app.command()
+def show(
+    model: str = typer.Argument(..., help="Run folder, model folder or hub name."),
+    data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Texts to sample (default: the run's held-out data)."),
+    n: int = typer.Option(8, "-n", "--num", help="Number of examples."),
+    seed: int = typer.Option(0, "--seed"),
+    rate: float = typer.Option(0.15, "--rate", help="Fraction of tokens to mask."),
+    max_tokens: int = typer.Option(64, "--max-tokens", help="Tokens shown per example."),
+    text_column: str = typer.Option("text", "--text-column"),
+    color: Optional[bool] = typer.Option(None, "--color/--no-color", help="Default: colour only in a terminal."),
+):
+    """Original / Masked / Predicted for sampled texts, aligned token by token."""
+    from .visualize import show as run_show
+
+    _quiet_transformers()
+
+    run_show(model, list(data) if data else None, n=n, seed=seed, rate=rate, max_tokens=max_tokens,
+             text_column=text_column, color=color, log=_echo)
+
+
+@app.command()
+def plot(
+    runs: List[str] = typer.Argument(..., help="Run folder(s); several are overlaid."),
+    output: str = typer.Option("curves.png", "--output", "-o", help="PNG file to write."),
+    title: Optional[str] = typer.Option(None, "--title"),
+    dpi: int = typer.Option(110, "--dpi"),
+):
+    """PNG of loss, perplexity, accuracy, LR and throughput vs steps and wall time."""
+    from .plotting import plot_runs
+
+    path = plot_runs(list(runs), output, title=title, dpi=dpi)
+    _echo(f"wrote {path}")
 
 
 def main() -> None:

@@ -109,6 +109,10 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: str = "auto"
     compile: bool = False
+    # Data parallelism under torchrun (WORLD_SIZE > 1): "ddp" replicates the model, "fsdp"
+    # shards parameters, gradients and optimiser state (FSDP2); "auto" = ddp. Ignored when
+    # single-process. batch_size is per rank: the global batch is batch_size * world size.
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
     eval_every: int = 200
     eval_at_start: bool = True
     log_every: int = 10
@@ -117,8 +121,18 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None  # evaluations without improvement
     max_bad_steps: int = 10  # consecutive NaN/inf losses before stopping
     progress: bool = True
+    # Experiment logging (see loggers.py): metrics.jsonl is always written; add "tensorboard"
+    # and/or "wandb" to mirror it there. wandb defaults to offline (no network, no account).
+    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
+    wandb_project: str = "mlmkit"
+    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
+    show_samples: int = 4  # Original/Masked/Predicted examples logged at each evaluation (0: none)
 
     def __post_init__(self):
+        from .loggers import check_logger_names
+
+        check_logger_names(self.loggers)
+        _check(self.show_samples >= 0, "train.show_samples", "must be >= 0")
         _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
         _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         _check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", "must be >= 1")
@@ -264,7 +278,9 @@ def load_yaml(path: str | Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+        raise ConfigError(f"{p}{where}: invalid YAML ({_yaml_problem(e)})") from None
+    except RecursionError:  # PyYAML's composer recurses once per nesting level
+        raise ConfigError(f"{p}: invalid YAML (nested too deeply)") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: config file is not valid UTF-8") from None
     if data is None:
@@ -274,17 +290,23 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
+def _yaml_problem(e: Exception) -> str:
+    """One line: PyYAML's own messages span lines (e.g. a NUL byte: ReaderError)."""
+    text = getattr(e, "problem", None) or str(e)
+    return " ".join(str(text).split()) or type(e).__name__
+
+
 def parse_override(item: str) -> dict:
     """`optim.lr=3e-4` -> {"optim": {"lr": 3e-4}}; the value is parsed as YAML (numbers, lists...)."""
     if "=" not in item:
-        raise ConfigError(f"override '{item}' must look like section.key=value")
+        raise ConfigError(f"override {item!r} must look like section.key=value")  # repr: one line
     key, raw = item.split("=", 1)
     key = key.strip()
     if not key:
-        raise ConfigError(f"override '{item}' has an empty key")
+        raise ConfigError(f"override {item!r} has an empty key")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # not YAML: take it as a plain string
         value = raw
     out: dict = {}
     node = out
