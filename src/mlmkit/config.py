@@ -121,6 +121,7 @@ class TrainConfig:
     early_stopping_patience: Optional[int] = None  # evaluations without improvement
     max_bad_steps: int = 10  # consecutive NaN/inf losses before stopping
     progress: bool = True
+    threads: Optional[int] = None  # torch intra-op threads; None: torch's default (all cores)
     # Experiment logging (see loggers.py): metrics.jsonl is always written; add "tensorboard"
     # and/or "wandb" to mirror it there. wandb defaults to offline (no network, no account).
     loggers: list[str] = field(default_factory=lambda: ["jsonl"])

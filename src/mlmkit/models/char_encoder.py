@@ -112,6 +112,10 @@ class CanineCharEncoder(nn.Module):
             elif isinstance(config, dict):
                 config = CanineConfig(**config)
             self.canine = CanineModel(config)
+        # The pooler is not used by the MLM: freeze it so DDP sees no unused trainable parameters,
+        # while an exported folder still carries it (CanineForSequenceClassification uses it).
+        if getattr(self.canine, "pooler", None) is not None:
+            self.canine.pooler.requires_grad_(False)
         self.hidden_size = self.canine.config.hidden_size
         self.max_positions = self.canine.config.max_position_embeddings
 

@@ -40,6 +40,8 @@ class SpanHeadBase(nn.Module):
     # teacher-forced logits --------------------------------------------------------------------
     def forward(self, hidden: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Logits (S, Lmax, V) for `spans` (S, 3) with gold `targets` (S, Lmax) (-100 padded)."""
+        if spans.shape[0] == 0:  # a batch without masked spans: empty logits, still in the graph
+            return hidden.new_zeros(0, targets.shape[1], self.vocab_size) + hidden.sum() * 0.0
         ctx, valid = gather_span_context(hidden, spans, targets.shape[1])
         return self.span_logits(ctx, valid, targets.clamp_min(0))
 
@@ -64,6 +66,9 @@ class SpanHeadBase(nn.Module):
         Returns (seqs (S, beam, Lmax) alphabet ids, scores (S, beam) summed log-probs), beams
         sorted best first; unreachable beams have score -inf."""
         S = spans.shape[0]
+        if S == 0:
+            return (torch.zeros((0, beam, 1), dtype=torch.long, device=hidden.device),
+                    torch.zeros((0, beam), device=hidden.device))
         lengths = spans[:, 2]
         ctx, valid = gather_span_context(hidden, spans)
         lmax = ctx.shape[1]

@@ -1,0 +1,203 @@
+"""Bidirectional character n-gram baseline for masked-character prediction on domain names.
+
+    python bench/ngram_baseline.py [--source sample] [--orders 3,4,5,6] [--model-dir RUN/model]
+
+Trains two interpolated Witten-Bell character n-gram models on the *training* split (every valid
+name that is not held out by the hash split):
+
+* left model   P_L(c | the k characters before c)
+* right model  P_R(c | d, the k characters after the gap)   (d = distance from c to the first
+  known character on the right, 1..max_span, so characters inside a span are handled too)
+
+and predicts a masked character by the product of experts  P(c) ∝ P_L(c|left) P_R(c|right) / P(c).
+It is scored on exactly the held-out names and masks that `char_evaluate` uses (same
+`CharDataConfig` split, same seeds, batch size 256), with the same information as the
+autoregressive head: the gold characters earlier in the *same* span are known (teacher forcing),
+characters of other masked spans are not (contexts stop at them). Prints masked-character
+accuracy and bits per character for every order, then (last line) the best accuracy and the best
+bits/char over the orders -- each order's best, so the baseline is never under-sold; `--model-dir` takes the data/masking config of a saved run and
+also prints that model's numbers beside the baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from collections import defaultdict
+
+import torch
+
+from mlmkit.char_task import (
+    CharDataConfig,
+    CharMLMTask,
+    SpanMaskConfig,
+    _seed_of,
+    char_evaluate,
+    load_char_model,
+    make_batch,
+)
+from mlmkit.data.domains import DomainFilter, DomainSource, is_validation
+
+BOS, EOS = "\x02", "\x03"
+
+
+class WittenBell:
+    """Interpolated Witten-Bell estimates P(c | context) for contexts up to `order` - 1 chars."""
+
+    def __init__(self, vocab: list[str]):
+        self.vocab = vocab
+        self.counts: dict = defaultdict(lambda: defaultdict(int))
+
+    def add(self, contexts: list, c: str) -> None:
+        for h in contexts:  # from the empty context to the longest
+            self.counts[h][c] += 1
+
+    def prob_all(self, contexts: list) -> dict[str, float]:
+        V = len(self.vocab)
+        p = {c: 1.0 / V for c in self.vocab}
+        for h in contexts:
+            cnt = self.counts.get(h)
+            if not cnt:
+                break
+            total = sum(cnt.values())
+            types = len(cnt)
+            lam = total / (total + types)
+            p = {c: lam * cnt.get(c, 0) / total + (1 - lam) * p[c] for c in self.vocab}
+        return p
+
+
+def left_contexts(known: str, order: int) -> list:
+    return [("L", known[len(known) - k:] if k else "") for k in range(order)]
+
+
+def right_contexts(known: str, d: int, order: int) -> list:
+    return [("R", d, known[:k]) for k in range(order)]
+
+
+def train(names, order: int, max_span: int, vocab: list[str]):
+    L, R = WittenBell(vocab), WittenBell(vocab)
+    for n in names:
+        s = BOS * (order - 1) + n + EOS * (order - 1)
+        off = order - 1
+        for i in range(off, off + len(n)):
+            c = s[i]
+            L.add(left_contexts(s[i - order + 1: i], order), c)
+            for d in range(1, max_span + 1):
+                if i + d <= len(s):
+                    R.add(right_contexts(s[i + d: i + d + order - 1], d, order), c)
+    return L, R
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--source", default="sample")
+    ap.add_argument("--orders", default="3,4,5,6",
+                    help="n-gram orders to score (one model of the largest order is trained; lower "
+                         "orders use its shorter contexts)")
+    ap.add_argument("--model-dir", default=None, help="a saved char model: use its data/masking config")
+    ap.add_argument("--eval-size", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--holdout-key", default=None, choices=["name", "domain"],
+                    help="override data.holdout_key (default: the config's, 'name')")
+    args = ap.parse_args()
+    t0 = time.time()
+    if args.model_dir:
+        bundle = load_char_model(args.model_dir)
+        dcfg, mcfg = bundle.data, bundle.masking
+    else:
+        bundle = None
+        dcfg, mcfg = CharDataConfig(source=args.source), SpanMaskConfig()
+    if args.eval_size:
+        dcfg = dataclasses_replace(dcfg, eval_size=args.eval_size)
+    if args.holdout_key:
+        dcfg = dataclasses_replace(dcfg, holdout_key=args.holdout_key)
+    # the held-out names exactly as char_evaluate picks them
+    task = CharMLMTask(dataclasses_replace(dcfg, max_samples=None, alphabet=None), None, mcfg,
+                       batch_size=256, seed=args.seed, build_model=False,
+                       alphabet=bundle.alphabet if bundle else None)
+    eval_names = task.eval_domains
+    # training split
+    src = DomainSource(dcfg.source, dcfg.format, dcfg.column, dcfg.split, dcfg.chunk_bytes,
+                       dcfg.hub_config, dcfg.hub_data_files)
+    flt = DomainFilter(dcfg.idn, "skip", dcfg.max_length)
+    train_names = []
+    for d in flt.filter(src.iter_records()):
+        if not is_validation(d, dcfg.valid_fraction, dcfg.holdout_key):
+            train_names.append(d)
+            if dcfg.max_samples and len(train_names) >= dcfg.max_samples:
+                break
+    alpha = task.alphabet
+    vocab = list(alpha.chars)
+    orders = sorted({int(o) for o in args.orders.split(",")})
+    order = orders[-1]
+    Lm, Rm = train(train_names, order, mcfg.max_span, vocab)
+    uni = Lm.prob_all([("L", "")])
+    t_train = time.time() - t0
+
+    n = 0
+    correct = {o: 0 for o in orders}
+    bits = {o: 0.0 for o in orders}
+    bs = 256
+    for i in range(0, len(eval_names), bs):
+        names = eval_names[i: i + bs]
+        b = make_batch(names, alpha, mcfg, _seed_of(args.seed, "eval", i))
+        masked = torch.zeros_like(b["attention_mask"], dtype=torch.bool)
+        for row, start, length in b["spans"].tolist():
+            masked[row, start: start + length] = True
+        for row, start, length in b["spans"].tolist():
+            name = names[row]
+            known_mask = ~masked[row, 1: len(name) + 1]
+            # right context: known characters after the span, up to the next masked one
+            j = start - 1 + length
+            right = ""
+            while j < len(name) and known_mask[j] and len(right) < order - 1:
+                right += name[j]
+                j += 1
+            if j >= len(name) and len(right) < order - 1:
+                right += EOS * (order - 1 - len(right))
+            for t in range(length):
+                pos = start - 1 + t  # index in `name`
+                # left context: same-span gold characters + known characters before the span
+                k = pos
+                left = ""
+                while k > 0 and len(left) < order - 1 and (known_mask[k - 1] or k - 1 >= start - 1):
+                    left = name[k - 1] + left
+                    k -= 1
+                if k == 0 and len(left) < order - 1:
+                    left = BOS * (order - 1 - len(left)) + left
+                d = length - t
+                gold = name[pos]
+                lc, rc = left_contexts(left, order), right_contexts(right, d, order)
+                for o in orders:  # an order-o model uses contexts of at most o - 1 characters
+                    pl = Lm.prob_all(lc[:o])
+                    pr = Rm.prob_all(rc[:o])
+                    score = {c: pl[c] * pr[c] / max(uni[c], 1e-12) for c in vocab}
+                    z = sum(score.values())
+                    p_gold = score.get(gold, 0.0) / z if z > 0 else 0.0
+                    bits[o] += -math.log2(max(p_gold, 1e-12))
+                    correct[o] += int(max(score, key=score.get) == gold)
+                n += 1
+    print(f"train names {len(train_names):,}, held-out names {len(eval_names):,}, masked chars {n:,}, "
+          f"split by {dcfg.holdout_key}, {time.time() - t0:.1f}s (train {t_train:.1f}s)")
+    for o in orders:
+        print(f"  order {o}: masked-char accuracy {correct[o] / max(n, 1):.4f}  bits/char {bits[o] / max(n, 1):.3f}")
+    best_bpc = min(orders, key=lambda o: bits[o])
+    best_acc = max(orders, key=lambda o: correct[o])
+    if bundle is not None:
+        m = char_evaluate(bundle, None, batch_size=256, seed=args.seed)
+        print(f"model  ({args.model_dir}): masked-char accuracy {m['char_accuracy']:.4f}  "
+              f"bits/char {m['bits_per_char']:.3f}  span exact match {m.get('span_exact_match', float('nan')):.4f}  "
+              f"(masked chars {m['masked_chars']:,})")
+    print(f"n-gram baseline (best bits/char: order {best_bpc}; best accuracy: order {best_acc}): "
+          f"masked-char accuracy {correct[best_acc] / max(n, 1):.4f}  bits/char {bits[best_bpc] / max(n, 1):.3f}")
+
+
+def dataclasses_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""CharMLMTask end to end: configs, streaming/resume, CANINE round trip, save/load, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from mlmkit.char_task import (
+    CharDataConfig,
+    CharMLMTask,
+    CharModelConfig,
+    SpanMaskConfig,
+    char_evaluate,
+    char_predict,
+    export_encoder,
+    load_char_model,
+    load_scratch_encoder,
+    parse_pattern,
+)
+from mlmkit.data.domains import Alphabet, is_validation
+from mlmkit.errors import ConfigError, DataError, MlmkitError
+from mlmkit.models.char_encoder import ScratchCharEncoder, tiny_canine_config
+
+SMALL = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0)
+WORDS = ["mail", "shop", "temp", "box", "cloud", "web", "net", "data", "fast", "my", "go", "zip"]
+TLDS = ["com", "net", "org", "de", "io"]
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is faster (and immune to a busy second core)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+
+@pytest.fixture(scope="module")
+def domains_file(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    p = tmp_path_factory.mktemp("data") / "domains.txt"
+    lines = []
+    for i in range(3000):
+        name = rng.choice(WORDS) + rng.choice(WORDS) + (str(rng.randint(0, 99)) if rng.random() < 0.2 else "")
+        lines.append(f"{name}.{rng.choice(TLDS)}")
+    lines[10] = "bad..name"
+    lines[20] = "-hyphen.com"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _task(path, batch_size=32, **data_kw):
+    data = CharDataConfig(source=str(path), chunk_bytes=4096, shuffle_buffer=600, eval_size=64, **data_kw)
+    return CharMLMTask(data, CharModelConfig(**SMALL), SpanMaskConfig(), batch_size=batch_size, seed=3)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="masking.rate"):
+        SpanMaskConfig(rate=0.9)
+    with pytest.raises(ConfigError, match="data.idn"):
+        CharDataConfig(idn="ascii")
+    with pytest.raises(ConfigError, match="model.downsampling_rate"):
+        CharModelConfig(downsampling_rate=3)
+    with pytest.raises(ConfigError, match="masking.align"):
+        SpanMaskConfig(align="words")
+
+
+def test_batches_resume_and_holdout(domains_file):
+    task = _task(domains_file)
+    n = task.num_batches(0)
+    assert n and n > 20 and len(task._windows(0)) > 2
+    full = list(task.train_batches(0))
+    assert len(full) == n
+    # resume in O(1): only the chunks of the window holding `start` are read
+    calls = []
+    orig = task.source.read_chunk
+    task.source.read_chunk = lambda ch: (calls.append(ch), orig(ch))[1]
+    k = n - 3
+    resumed = next(task.train_batches(0, k))
+    assert all(torch.equal(resumed[key], full[k][key]) for key in resumed)
+    assert len(calls) == len(task._windows(0)[-1].chunks)
+    task.source.read_chunk = orig
+    # another epoch has another order; the same epoch is reproducible
+    assert not torch.equal(next(task.train_batches(1))["input_idx"], full[0]["input_idx"])
+    # validation names never appear in training
+    alpha = task.alphabet
+    seen = set()
+    for b in full:
+        ids = b["input_idx"].clone()
+        # restore masked characters from the targets to recover the names
+        for s, (row, start, length) in enumerate(b["spans"].tolist()):
+            ids[row, start:start + length] = b["targets"][s, :length]
+        for row in ids.tolist():
+            seen.add(alpha.decode(i for i in row if i >= Alphabet.N_SPECIALS))
+    assert not any(is_validation(d, task.data_cfg.valid_fraction, task.data_cfg.holdout_key) for d in seen)
+    assert task.eval_domains and all(is_validation(d, task.data_cfg.valid_fraction, task.data_cfg.holdout_key) for d in task.eval_domains)
+    assert task.describe()["invalid_rows"] == {"empty_label": 1, "hyphen_edge": 1}
+    e1 = [b["input_idx"] for b in task.eval_batches()]
+    e2 = [b["input_idx"] for b in task.eval_batches()]
+    assert all(torch.equal(a, b) for a, b in zip(e1, e2))
+
+
+def test_max_samples_limits_rows(domains_file):
+    task = _task(domains_file, max_samples=500)
+    assert task.scan_summary["valid"] == 500
+    assert task.num_batches(0) <= 500 // 32 + 2
+
+
+def test_bad_input_is_a_clear_error(tmp_path, domains_file):
+    with pytest.raises(DataError, match=r"domains\.txt:11: invalid domain 'bad..name'"):
+        _task(domains_file, on_invalid="error")
+    bad = tmp_path / "bin.txt"
+    bad.write_bytes(b"ok.com\n\xff\xfe.com\nfine.org\n" * 50)
+    t = _task(bad, valid_fraction=0.0)
+    assert t.describe()["invalid_rows"] == {"not_utf8": 50}
+    with pytest.raises(DataError, match=r"bin\.txt:2: bytes are not valid UTF-8"):
+        _task(bad, on_invalid="error")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty file"):
+        _task(empty)
+    junk = tmp_path / "junk.txt"
+    junk.write_text(("x" * 300 + "\n") + "a..b\n" * 10)
+    with pytest.raises(DataError, match="no valid domain names found .*empty_label: 10.*too_long: 1"):
+        _task(junk)
+
+
+def _train(task, steps, lr=3e-3, same_batch=False):
+    opt = torch.optim.AdamW(task.model.parameters(), lr=lr)
+    it = task.train_batches(0)
+    fixed = next(it)
+    losses = []
+    task.model.train()
+    for _ in range(steps):
+        b = fixed if same_batch else next(it)
+        out = task.forward(task.model, b)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    return losses
+
+
+def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
+    from transformers import CanineModel
+
+    canine_dir = tmp_path / "tiny-canine"
+    torch.manual_seed(0)
+    CanineModel(tiny_canine_config(hidden_size=32, intermediate_size=64)).save_pretrained(canine_dir)
+    data = CharDataConfig(source=str(domains_file), eval_size=32, shuffle_buffer=600, chunk_bytes=4096)
+    task = CharMLMTask(data, CharModelConfig(encoder="canine", pretrained=str(canine_dir), dropout=0.0),
+                       SpanMaskConfig(), batch_size=16, seed=0)
+    b = next(task.train_batches(0))
+    assert (b["input_ids"] == 0xE003).any() and not (b["input_ids"] == 0xE003).equal(b["input_ids"] == 0xE000)
+    losses = _train(task, 15, lr=3e-3, same_batch=True)
+    assert losses[-1] < 0.7 * losses[0]
+    out = tmp_path / "run"
+    task.save_pretrained(task.model, out)
+    assert json.loads((out / "mlmkit_char.json").read_text())["encoder_config"]["model_type"] == "canine"
+    bundle = load_char_model(out)
+    task.model.eval()
+    with torch.no_grad():
+        a = task.forward(task.model, b)
+        c = task.forward(bundle.model, b)
+    assert torch.allclose(a.loss, c.loss, atol=1e-6)
+    enc_dir = export_encoder(out, tmp_path / "encoder")
+    hf = CanineModel.from_pretrained(enc_dir).eval()
+    with torch.no_grad():
+        h1 = hf(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        h2 = bundle.model.encode(b["input_ids"], b["input_idx"], b["attention_mask"])
+    assert torch.allclose(h1, h2, atol=1e-5)
+
+
+def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file):
+    torch.manual_seed(0)
+    task = _task(domains_file)
+    losses = _train(task, 30, lr=5e-3)
+    assert sum(losses[-5:]) < sum(losses[:5])
+    out = tmp_path / "run"
+    task.save_pretrained(task.model, out)
+    task.model.eval()
+    bundle = load_char_model(out)
+    p1 = char_predict(bundle, "mail[3].com", k=3)
+    p2 = char_predict(out, "mail[MASK][MASK][MASK].com", k=3)
+    assert p1 == p2 and len(p1) == 3
+    assert all(n.startswith("mail") and n.endswith(".com") and len(n) == 11 for n, _ in p1)
+    assert p1[0][1] >= p1[1][1] >= p1[2][1]
+    unk = char_predict(bundle, "[?]mail.com", k=4)
+    assert unk and all(n.endswith("mail.com") for n, _ in unk)
+    m1 = char_evaluate(bundle, str(domains_file))
+    m2 = char_evaluate(out, str(domains_file))
+    assert m1 == m2
+    assert 0.0 <= m1["char_accuracy"] <= 1.0 and m1["bits_per_char"] > 0 and m1["masked_chars"] > 0
+    assert "span_exact_match" in m1 and m1["perplexity"] > 1.0
+    enc_dir = export_encoder(out, tmp_path / "enc")
+    enc = load_scratch_encoder(enc_dir)
+    b = next(task.eval_batches())
+    with torch.no_grad():
+        assert torch.allclose(enc(b["input_idx"], b["attention_mask"]),
+                              bundle.model.encode(b["input_ids"], b["input_idx"], b["attention_mask"]), atol=1e-5)
+
+
+def test_pattern_syntax():
+    assert parse_pattern("goo[MASK][MASK][MASK].com") == parse_pattern("goo[3].com")
+    text, holes = parse_pattern("a[2]-b.[1]")[0]
+    assert parse_pattern("[?]x.com", max_unknown=3)[2].unknown == [3]
+    assert text == "a\0\0-b.\0" and holes == [False, True, True, False, False, False, True]
+    assert len(parse_pattern("[?].com", max_unknown=5)) == 5
+    with pytest.raises(MlmkitError, match="no hole"):
+        parse_pattern("google.com")
+    with pytest.raises(MlmkitError, match="unknown hole"):
+        parse_pattern("goo[x].com")
+
+
+@pytest.mark.parametrize("rate", [1, 2, 4])
+def test_downsampling_rates_keep_character_resolution(rate):
+    enc = ScratchCharEncoder(40, downsampling_rate=rate, **{k: v for k, v in SMALL.items()})
+    x = torch.randint(5, 40, (3, 19))
+    am = torch.ones_like(x)
+    am[0, 11:] = 0
+    assert enc(x, am).shape == (3, 19, 32)
+
+
+def test_csv_parquet_and_hub_sources(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = [f"{w}{i}.com" for i in range(60) for w in ("shop", "mail")]
+    pq.write_table(pa.table({"host": names}), tmp_path / "d.parquet", row_group_size=40)
+    (tmp_path / "d.csv").write_text("host,x\n" + "".join(f"{n},1\n" for n in names))
+    (tmp_path / "d.txt").write_text("\n".join(names) + "\n")
+    for src, kw in ((tmp_path / "d.parquet", {"column": "host"}), (tmp_path / "d.csv", {"column": "host"}),
+                    ("text", {"format": "hub", "column": "text", "hub_data_files": [str(tmp_path / "d.txt")]})):
+        t = _task(src, batch_size=8, valid_fraction=0.1, **kw)
+        b = next(t.train_batches(0))
+        assert b["input_idx"].shape[0] == 8 and b["spans"].shape[0] >= 8
+        first_two = list(itertools.islice(t.train_batches(0), 2))
+        again = next(t.train_batches(0, 1))
+        assert torch.equal(first_two[1]["input_idx"], again["input_idx"])
+
+
+def test_build_from_run_config_and_eval_other_file(tmp_path, domains_file):
+    from types import SimpleNamespace
+
+    from mlmkit.char_task import build_char_task, is_char_model
+
+    cfg = SimpleNamespace(
+        data=CharDataConfig(source=str(domains_file), eval_size=16, shuffle_buffer=600, chunk_bytes=4096),
+        model=CharModelConfig(**SMALL), masking=SpanMaskConfig(),
+        train=SimpleNamespace(batch_size=8, seed=1))
+    logs = []
+    task = build_char_task(cfg, log=logs.append)
+    assert task.batch_size == 8 and task.seed == 1 and "invalid rows skipped: empty_label 1" in logs[0]
+    task.save_pretrained(task.model, tmp_path / "m")
+    assert is_char_model(tmp_path / "m") and not is_char_model(tmp_path)
+    other = tmp_path / "test.txt"
+    other.write_text("alpha.com\nbeta.org\ngamma.net\nbad..x\n")
+    m = char_evaluate(tmp_path / "m", [str(other)])  # another file: every valid name is scored
+    assert m["names"] == 3 and m["invalid_rows"] == {"empty_label": 1}
