@@ -28,13 +28,6 @@ SMALL = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dr
 WORDS = ["mail", "shop", "temp", "box", "cloud", "web", "net", "data", "fast", "my", "go", "zip"]
 TLDS = ["com", "net", "org", "de", "io"]
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster (and immune to a busy second core)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

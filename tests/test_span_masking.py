@@ -9,13 +9,6 @@ from mlmkit.span_masking import clipped_geometric_mean, mask_spans, span_targets
 
 MASK = 3
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors: one intra-op thread is faster (and immune to a busy second core)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 

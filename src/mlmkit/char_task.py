@@ -346,6 +346,20 @@ class CharMLMTask:
             eval_ok = len(self.eval_domains) >= d.eval_size or d.valid_fraction == 0
             return alpha_ok and eval_ok and n_records >= min(d.alphabet_sample, 10000)
 
+        def count(dom: str) -> None:
+            """Tally one valid name: alphabet sample, held-out or training, max_samples."""
+            nonlocal n_valid_rows, n_train, reached_max
+            n_valid_rows += 1
+            if need_alpha and len(alpha_rows) < d.alphabet_sample:
+                alpha_rows.append(dom)
+            if is_validation(dom, d.valid_fraction, d.holdout_key):
+                if len(self.eval_domains) < d.eval_size:
+                    self.eval_domains.append(dom)
+            else:
+                n_train += 1
+            if d.max_samples is not None and n_valid_rows >= d.max_samples:
+                reached_max = True
+
         self._invalid_by_key: dict = {}
         if self.source.is_hub:
             it = self.source.iter_hub()
@@ -354,16 +368,7 @@ class CharMLMTask:
                 dom = f(rec)
                 scanned_units += 1
                 if dom is not None:
-                    n_valid_rows += 1
-                    if need_alpha and len(alpha_rows) < d.alphabet_sample:
-                        alpha_rows.append(dom)
-                    if is_validation(dom, d.valid_fraction, d.holdout_key):
-                        if len(self.eval_domains) < d.eval_size:
-                            self.eval_domains.append(dom)
-                    else:
-                        n_train += 1
-                    if d.max_samples is not None and n_valid_rows >= d.max_samples:
-                        reached_max = True
+                    count(dom)
                 if done():
                     break
             self._invalid_by_key["scan"] = Counter(f.invalid)
@@ -381,16 +386,8 @@ class CharMLMTask:
                     in_chunk = (rec.byte_offset - ch.start + 1) if ch.kind != "parquet" else in_chunk + 1
                     dom = f(rec)
                     if dom is not None:
-                        n_valid_rows += 1
-                        if need_alpha and len(alpha_rows) < d.alphabet_sample:
-                            alpha_rows.append(dom)
-                        if is_validation(dom, d.valid_fraction, d.holdout_key):
-                            if len(self.eval_domains) < d.eval_size:
-                                self.eval_domains.append(dom)
-                        else:
-                            n_train += 1
-                        if d.max_samples is not None and n_valid_rows >= d.max_samples:
-                            reached_max = True
+                        count(dom)
+                        if reached_max and limit is None:
                             # text/CSV: keep the lines starting before `cut`; Parquet: whole groups
                             cut = ch.end if ch.kind == "parquet" else rec.byte_offset + 1
                             limit = {c.path: 0 for c in chunks[ci + 1:]}

@@ -32,17 +32,9 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
 
 
 def _config(preset, config, sets, extra: dict):
-    from .config import deep_merge, load_preset, load_yaml, parse_override, build_config
+    from .config import resolve_config
 
-    raw: dict = {}
-    if preset:
-        raw = deep_merge(raw, load_preset(preset))
-    if config:
-        raw = deep_merge(raw, load_yaml(config))
-    for item in sets or []:
-        raw = deep_merge(raw, parse_override(item))
-    raw = deep_merge(raw, extra)
-    return build_config(raw)
+    return resolve_config(preset, config, sets, extra)
 
 
 @app.command()

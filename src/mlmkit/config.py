@@ -354,8 +354,10 @@ def build_config(raw: dict) -> Config:
 
 
 def resolve_config(
-    preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None
+    preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None,
+    extra: dict | None = None,
 ) -> Config:
+    """defaults <- preset <- config file <- `--set` overrides <- `extra` (the CLI's own flags)."""
     raw: dict = {}
     if preset:
         raw = deep_merge(raw, load_preset(preset))
@@ -363,6 +365,8 @@ def resolve_config(
         raw = deep_merge(raw, load_yaml(config_file))
     for item in overrides or []:
         raw = deep_merge(raw, parse_override(item))
+    if extra:
+        raw = deep_merge(raw, extra)
     return build_config(raw)
 
 
