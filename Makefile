@@ -25,7 +25,8 @@ demo: $(STAMP)
 	bash scripts/demo.sh $(BIN) $(DEMO_DIR)
 
 bench: $(STAMP)
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -c "import accelerate" 2>/dev/null || $(BIN)/python -m pip install -q -e ".[bench]"
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache

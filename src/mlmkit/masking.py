@@ -70,6 +70,9 @@ class TokenMasker:
         keep[self.special_ids[self.special_ids < vocab_size]] = False
         # Random replacements are drawn from here, so a special token is never inserted.
         self.random_candidates = keep.nonzero().squeeze(1)
+        # is_special[id]: a table look-up is ~3x faster than torch.isin on a batch.
+        self._is_special = torch.zeros(max(vocab_size, specials[-1] + 1), dtype=torch.bool)
+        self._is_special[self.special_ids] = True
 
     @classmethod
     def from_tokenizer(cls, tokenizer, **kwargs) -> "TokenMasker":
@@ -81,7 +84,13 @@ class TokenMasker:
         )
 
     def eligible(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
-        ok = ~torch.isin(input_ids, self.special_ids.to(input_ids.device))
+        table = self._is_special
+        if input_ids.numel() and 0 <= int(input_ids.min()) and int(input_ids.max()) < len(table):
+            if table.device != input_ids.device:
+                self._is_special = table = table.to(input_ids.device)
+            ok = ~table[input_ids]
+        else:  # ids outside the table (a model vocabulary larger than the tokenizer's)
+            ok = ~torch.isin(input_ids, self.special_ids.to(input_ids.device))
         if attention_mask is not None:
             ok &= attention_mask.bool()
         return ok
@@ -94,23 +103,22 @@ class TokenMasker:
         generator: torch.Generator | None = None,
     ) -> MaskedBatch:
         eligible = self.eligible(input_ids, attention_mask)
-        select_u = torch.rand(input_ids.shape, generator=generator)
-        action_u = torch.rand(input_ids.shape, generator=generator)
+        # One uniform draw u per token (per word) decides both things: selected iff u < rate, and
+        # given that, u / rate is again uniform on [0, 1) and picks [MASK] / random / unchanged.
+        u = torch.rand(input_ids.shape, generator=generator)
         if self.whole_word:
             if word_ids is None:
                 raise ValueError("whole-word masking needs word ids")
             local = local_word_index(torch.where(eligible, word_ids, torch.full_like(word_ids, -1)))
             # One draw per word: token t of word w reads draw number w of its row.
-            idx = local.clamp(min=0)
-            select_u = select_u.gather(1, idx)
-            action_u = action_u.gather(1, idx)
+            u = u.gather(1, local.clamp(min=0))
             eligible = eligible & (local >= 0)
-        selected = eligible & (select_u < self.rate)
+        selected = eligible & (u < self.rate)
+        action_u = u / self.rate
         to_mask = selected & (action_u < self.mask_fraction)
         to_random = selected & ~to_mask & (action_u < self.mask_fraction + self.random_fraction)
 
-        corrupted = input_ids.clone()
-        corrupted[to_mask] = self.mask_token_id
+        corrupted = input_ids.masked_fill(to_mask, self.mask_token_id)
         n_random = int(to_random.sum())
         if n_random:
             pick = torch.randint(len(self.random_candidates), (n_random,), generator=generator)
