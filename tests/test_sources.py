@@ -48,7 +48,7 @@ def test_empty_lines_are_counted(tmp_path):
     stats = ReadStats()
     assert records(f, stats=stats) == [("a", 1), ("b", 4)]
     assert stats.read == 2 and stats.skipped == {"empty": 2}
-    assert stats.summary() == "read 2 records, skipped 2 (empty: 2)"
+    assert stats.summary() == "read 2 records, ignored 2 empty lines"
     assert records(f, skip_empty=False) == [("a", 1), ("", 2), (" ", 3), ("b", 4)]
 
 
@@ -84,7 +84,9 @@ def test_skip_mode_counts_bad_records(tmp_path):
     stats = ReadStats()
     assert records(f, on_bad="skip", stats=stats) == [("good", 1), ("also good", 5)]
     assert stats.skipped == {"invalid_utf8": 1, "nul_byte": 1, "empty": 1}
-    assert stats.summary() == "read 2 records, skipped 3 (invalid_utf8: 1, nul_byte: 1, empty: 1)"
+    summary = stats.summary()
+    assert summary.startswith("read 2 records, skipped 2 bad (invalid_utf8: 1, nul_byte: 1); first: ")
+    assert "mixed.txt:2:" in summary and summary.endswith(", ignored 1 empty lines")
     assert "mixed.txt:2:" in stats.examples["invalid_utf8"]
 
 

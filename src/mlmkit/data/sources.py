@@ -86,9 +86,17 @@ class ReadStats:
     def summary(self) -> str:
         """E.g. ``"read 1200 records, skipped 4 (invalid_utf8: 1, empty: 3)"``."""
         text = f"read {self.read} records"
-        if self.skipped:
-            reasons = ", ".join(f"{k}: {v}" for k, v in self.skipped.items())
-            text += f", skipped {self.total_skipped} ({reasons})"
+        # Blank lines are normal in text files (paragraph breaks): report them apart from the
+        # records that were actually bad, so a real problem is not drowned in them.
+        bad = {k: v for k, v in self.skipped.items() if k != "empty"}
+        if bad:
+            reasons = ", ".join(f"{k}: {v}" for k, v in bad.items())
+            text += f", skipped {sum(bad.values())} bad ({reasons})"
+            example = next((self.examples[k] for k in bad if k in self.examples), None)
+            if example:
+                text += f"; first: {example}"
+        if self.skipped.get("empty"):
+            text += f", ignored {self.skipped['empty']} empty lines"
         return text
 
 
