@@ -7,18 +7,7 @@ import sys
 
 import pytest
 
-from mlmkit.cli import main
-
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["mlmkit", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_runner import run_cli
 
 
 def _one_line_error(code, err, *needles):

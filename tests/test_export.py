@@ -129,19 +129,7 @@ def test_character_model_export_uses_mlmkits_loader(tmp_path):
     assert "pipeline_tag: fill-mask" in (tmp_path / "full" / "README.md").read_text()
 
 
-def _cli(args, capsys, monkeypatch):
-    import sys
-
-    from mlmkit.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["mlmkit", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_runner import run_cli as _cli  # noqa: E402
 
 
 def test_cli_export_show_and_one_line_errors(run_dir, tmp_path, capsys, monkeypatch, english_texts):
