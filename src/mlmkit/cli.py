@@ -94,8 +94,8 @@ def train(
     summary = run_training(task, cfg.train, cfg.optim, resume=resume, log=log)
     if rank0:
         typer.echo(json.dumps(summary, indent=2))
-        if "model" not in summary.get("stopped", "") and (out / "model").is_dir():
-            _echo(f"model saved to {out / 'model'}")
+        if "model_dir" in summary:  # absent when a signal stopped the run before the end
+            _echo(f"model saved to {summary['model_dir']}")
 
 
 @app.command("eval")

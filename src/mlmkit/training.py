@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -219,16 +219,9 @@ class TrainState:
     evals_without_improvement: int = 0
     bad_steps_total: int = 0
     world_size: int = 1  # ranks that wrote the checkpoint (the global batch depends on it)
-    history: list = field(default_factory=list)
 
     def to_json(self) -> dict:
-        d = dict(self.__dict__)
-        d.pop("history")
-        return d
-
-
-class _Stop(Exception):
-    pass
+        return dict(self.__dict__)
 
 
 class GracefulExit:
@@ -479,7 +472,7 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
                         with autocast(device, precision):
                             out = task.forward(train_model, batch)
                         # Token-weighted over the micro-batches: each target counts once.
-                        loss = out.loss_sum_grad if hasattr(out, "loss_sum_grad") else out.loss * int(out.n_targets)
+                        loss = out.loss * int(out.n_targets)
                         loss = loss / denom
                         if scaler is not None:
                             scaler.scale(loss).backward()
@@ -590,6 +583,8 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
     summary = {"stopped": stop_reason, "step": state.step, "tokens": state.tokens,
                "train_seconds": round(state.elapsed, 1), "precision": precision,
                "device": str(device), "bad_steps_skipped": state.bad_steps_total, **final_eval}
+    if save_final:
+        summary["model_dir"] = str(out_dir / "model")
     if main:
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     loggers.close()

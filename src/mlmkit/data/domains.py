@@ -431,13 +431,7 @@ class DomainSource:
         base = sum(pf.metadata.row_group(g).num_rows for g in range(ch.start))
         table = pf.read_row_group(ch.start, columns=[self.column])
         for j, v in enumerate(table.column(0).to_pylist()):
-            if isinstance(v, bytes):
-                try:
-                    v = v.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield Record(ch.path, base + j + 1, None)
-                    continue
-            yield Record(ch.path, base + j + 1, "" if v is None else str(v))
+            yield _cell_record(ch.path, base + j + 1, v)
 
     def iter_local(self) -> Iterator[Record]:
         for ch in self.chunks():
@@ -468,17 +462,21 @@ class DomainSource:
         for j, row in enumerate(ds):
             if self.column not in row:
                 raise DataError(f"no column {self.column!r} (columns: {', '.join(row)}); set data.column", self.source)
-            v = row[self.column]
-            if isinstance(v, bytes):
-                try:
-                    v = v.decode("utf-8")
-                except UnicodeDecodeError:
-                    yield Record(self.source, skip + j + 1, None)
-                    continue
-            yield Record(self.source, skip + j + 1, "" if v is None else str(v))
+            yield _cell_record(self.source, skip + j + 1, row[self.column])
 
     def iter_records(self) -> Iterator[Record]:
         return self.iter_hub() if self.is_hub else self.iter_local()
+
+
+def _cell_record(source: str, row: int, value) -> Record:
+    """A Parquet / hub cell as a Record: bytes decoded as UTF-8 (text None if they are not, so
+    the filter counts or reports the row), None as the empty string."""
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return Record(source, row, None)
+    return Record(source, row, "" if value is None else str(value))
 
 
 def line_number(path: str, byte_offset: int) -> int:
