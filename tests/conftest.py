@@ -33,3 +33,12 @@ def tiny_bert(tiny_tokenizer):
                      num_attention_heads=2, intermediate_size=128, max_position_embeddings=128,
                      pad_token_id=tiny_tokenizer.pad_token_id)
     return BertForMaskedLM(cfg)
+
+
+@pytest.fixture()
+def tiny_model_dir(tmp_path, tiny_bert, tiny_tokenizer):
+    """`tiny_bert` + `tiny_tokenizer` saved as a Hugging Face model folder."""
+    path = tmp_path / "model"
+    tiny_bert.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path

@@ -31,11 +31,8 @@ def _texts(n, seed=0):
 
 
 @pytest.fixture()
-def model_dir(tmp_path, tiny_bert, tiny_tokenizer):
-    path = tmp_path / "pretrained"
-    tiny_bert.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_finetune_learns_and_saves_a_pipeline_ready_classifier(tmp_path, model_dir):

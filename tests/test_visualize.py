@@ -45,14 +45,6 @@ def test_long_examples_wrap_in_aligned_blocks():
         assert _starts(o) == _starts(m) == _starts(p)
 
 
-@pytest.fixture()
-def tiny_model_dir(tmp_path, tiny_bert, tiny_tokenizer):
-    path = tmp_path / "model"
-    tiny_bert.save_pretrained(path)
-    tiny_tokenizer.save_pretrained(path)
-    return path
-
-
 def test_show_prints_original_masked_predicted(tmp_path, tiny_model_dir, english_texts):
     data = tmp_path / "texts.txt"
     data.write_text("\n".join(english_texts[:50]) + "\n")
