@@ -255,3 +255,24 @@ def test_build_from_run_config_and_eval_other_file(tmp_path, domains_file):
     other.write_text("alpha.com\nbeta.org\ngamma.net\nbad..x\n")
     m = char_evaluate(tmp_path / "m", [str(other)])  # another file: every valid name is scored
     assert m["names"] == 3 and m["invalid_rows"] == {"empty_label": 1}
+
+
+def test_train_rate_masks_training_batches_only(domains_file):
+    """`masking.train_rate` raises the share of predicted characters in training batches; the
+    evaluation batches keep `masking.rate`, so runs trained at different rates compare."""
+    data = CharDataConfig(source=str(domains_file), chunk_bytes=4096, shuffle_buffer=600, eval_size=256)
+
+    def share(batches):
+        masked = sum(int((b["targets"] >= 0).sum()) for b in batches)
+        chars = sum(int(b["attention_mask"].sum()) - 2 * b["attention_mask"].shape[0] for b in batches)
+        return masked / chars
+
+    plain = CharMLMTask(data, CharModelConfig(**SMALL), SpanMaskConfig(rate=0.15), batch_size=64, seed=3)
+    high = CharMLMTask(data, CharModelConfig(**SMALL), SpanMaskConfig(rate=0.15, train_rate=0.4), batch_size=64, seed=3)
+    train_plain = share(list(itertools.islice(plain.train_batches(0), 20)))
+    train_high = share(list(itertools.islice(high.train_batches(0), 20)))
+    # ~0.38 vs ~0.26 on these short names (ensure_one_span lifts the plain rate above 0.15)
+    assert abs(train_high - 0.4) < 0.05 and train_plain < train_high - 0.08
+    assert share(list(high.eval_batches())) == share(list(plain.eval_batches()))
+    with pytest.raises(ConfigError, match="masking.train_rate"):
+        SpanMaskConfig(train_rate=0.9)

@@ -81,3 +81,31 @@ def test_any_encoder_trains_with_the_mlm_head(tmp_path):
     again = EncoderForMaskedLM(enc2, 32, 500, tie_to=enc2.embed)
     again.load_weights(tmp_path)
     assert torch.allclose(again(mb.input_ids, att)["logits"], model(mb.input_ids, att)["logits"])
+
+
+@pytest.mark.parametrize("arch", ["bert", "roberta"])
+def test_last_layer_on_masked_positions_only_matches_the_full_layer(arch):
+    """BERT family: the last layer runs on the masked positions only; logits and every gradient
+    equal the full forward's (also for positions given out of row order)."""
+    from mlmkit.models.hf import _bert_like_layers
+
+    torch.manual_seed(0)
+    cfg = AutoConfig.for_model(arch, vocab_size=500, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                               **SMALL[arch])
+    model = AutoModelForMaskedLM.from_config(cfg).train()
+    assert _bert_like_layers(model) is not None  # the fast path is really taken
+    mb, att = _fixed_batch()
+    pos = mb.positions.flip(0)
+    grads = []
+    for last_layer in (True, False):
+        model.zero_grad()
+        logits = masked_logits(model, mb.input_ids, att, pos, last_layer=last_layer)
+        torch.nn.functional.cross_entropy(logits, mb.targets.flip(0)).backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        if last_layer:
+            fast = logits.detach()
+        else:
+            torch.testing.assert_close(fast, logits.detach(), atol=1e-5, rtol=1e-5)
+    assert grads[0].keys() == grads[1].keys()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4, msg=n)

@@ -165,7 +165,8 @@ class CharModelConfig:
 
 @dataclass
 class SpanMaskConfig:
-    rate: float = 0.15  # expected share of characters predicted
+    rate: float = 0.15  # expected share of characters predicted (evaluation, and training unless train_rate)
+    train_rate: Optional[float] = None  # training batches only: a higher rate gives more targets per encoder pass
     mean_span: float = 3.0  # mean of the geometric span length
     max_span: int = 8  # longest span
     mask_prob: float = 0.9  # share of spans replaced by MASK; the rest are left unchanged (CANINE-C)
@@ -174,6 +175,7 @@ class SpanMaskConfig:
 
     def __post_init__(self):
         _need(0.0 < self.rate <= 0.5, "masking.rate", "must be in (0, 0.5]")
+        _need(self.train_rate is None or 0.0 < self.train_rate <= 0.5, "masking.train_rate", "must be in (0, 0.5]")
         _need(self.mean_span >= 1.0, "masking.mean_span", "must be >= 1")
         _need(1 <= self.max_span <= 64, "masking.max_span", "must be in [1, 64]")
         _need(0.0 <= self.mask_prob <= 1.0, "masking.mask_prob", "must be in [0, 1]")
@@ -308,6 +310,9 @@ class CharMLMTask:
         self.data_cfg = data or CharDataConfig()
         self.model_cfg = model or CharModelConfig()
         self.mask_cfg = masking or SpanMaskConfig()
+        # evaluation always masks at `rate`, so runs trained at different rates stay comparable
+        self.train_mask_cfg = (dataclasses.replace(self.mask_cfg, rate=self.mask_cfg.train_rate)
+                               if self.mask_cfg.train_rate else self.mask_cfg)
         if batch_size < 1:
             raise ConfigError("config key 'train.batch_size': must be >= 1")
         self.batch_size = batch_size
@@ -502,7 +507,7 @@ class CharMLMTask:
             yield self._batch(cache[g][jj], epoch, j, w)
 
     def _batch(self, names, epoch, j, w) -> Batch:
-        return make_batch(names, self.alphabet, self.mask_cfg, _seed_of(self.seed, "mask", epoch, w, j))
+        return make_batch(names, self.alphabet, self.train_mask_cfg, _seed_of(self.seed, "mask", epoch, w, j))
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         if self.source.is_hub:

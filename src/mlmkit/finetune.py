@@ -38,7 +38,7 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar, write as progress_write
 
 from .errors import DataError, MlmkitError
 
@@ -470,7 +470,7 @@ def _train(clf, inputs, cfg: FinetuneConfig, device, out: Path, labels, train_ex
     step, loss_acc, n_acc = 0, 0.0, 0
     t0 = time.perf_counter()
     clf.train()
-    bar = tqdm(total=total, disable=not cfg.progress, unit="step", desc="fine-tuning", dynamic_ncols=True)
+    bar = progress_bar(total=total, disable=not cfg.progress, unit="step", desc="fine-tuning")
     try:
         epoch = 0
         while step < total and result.stopped == "finished":
@@ -499,7 +499,7 @@ def _train(clf, inputs, cfg: FinetuneConfig, device, out: Path, labels, train_ex
                 if step % eval_every == 0 or step == total:
                     rec = evaluate(step, time.perf_counter() - t0)
                     if cfg.progress:
-                        tqdm.write(f"step {step}: validation accuracy {rec['eval_accuracy']:.4f} "
+                        progress_write(f"step {step}: validation accuracy {rec['eval_accuracy']:.4f} "
                                    f"macro-F1 {rec['eval_macro_f1']:.4f} loss {rec['eval_loss']:.4f}")
                     key = (rec["eval_accuracy"], -rec["eval_loss"])
                     if best is None or key > best:

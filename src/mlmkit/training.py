@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import torch
-from tqdm.auto import tqdm
+from .progress import progress_bar, write as progress_write
 
 from . import checkpoint as ckpt_io
 from .config import OptimConfig, TrainConfig
@@ -414,8 +414,8 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
     consecutive_bad = 0
     stop_reason = "finished"
     interrupted = None  # the signal that stopped the run (on any rank)
-    bar = tqdm(total=total_steps, initial=state.step, disable=not (cfg.progress and main),
-               unit="step", dynamic_ncols=True, desc="training")
+    bar = progress_bar(total=total_steps, initial=state.step, disable=not (cfg.progress and main),
+                       unit="step", desc="training")
     last_eval: dict = {}
     if state.step == 0 and cfg.eval_at_start:
         # The starting point, so every run reports how far it moved.
@@ -540,7 +540,7 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
                         msg = (f"step {state.step}: eval loss {last_eval['eval_loss']:.4f} "
                                f"ppl {last_eval['eval_perplexity']:.2f} acc {last_eval['eval_accuracy']:.3f}")
                         if main:
-                            tqdm.write(msg, file=sys.stderr)
+                            progress_write(msg, file=sys.stderr)
                         best = state.best_eval_loss
                         if best is None or last_eval["eval_loss"] < best - 1e-4:
                             state.best_eval_loss = last_eval["eval_loss"]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 
 @dataclass
@@ -57,7 +57,7 @@ def _boundary_ids(tokenizer) -> tuple[int | None, int | None]:
 
 def _encode(texts: Sequence[str], tokenizer, want_words: bool, chunk: int, desc: str, progress: bool):
     """Yield (ids, word_ids) per text, tokenised in batches by the fast tokenizer."""
-    bar = tqdm(total=len(texts), desc=desc, unit="rec", disable=not progress, leave=False)
+    bar = progress_bar(total=len(texts), desc=desc, unit="rec", disable=not progress, leave=False)
     for start in range(0, len(texts), chunk):
         batch = list(texts[start : start + chunk])
         enc = tokenizer(batch, add_special_tokens=False, return_attention_mask=False,

@@ -20,19 +20,22 @@ class SparseMLM(nn.Module):
     """`forward(input_ids, attention_mask, positions)` -> vocabulary logits (N, V) at the flat
     `positions` of the (B, T) grid. `self.model` is the wrapped masked-LM (what gets saved)."""
 
-    def __init__(self, model: nn.Module, sparse: bool = True):
+    def __init__(self, model: nn.Module, sparse: bool = True, last_layer: bool = True):
         super().__init__()
         self.model = model
         self.sparse = sparse
+        self.last_layer = last_layer  # BERT family: last layer on masked positions only (when sparse)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor) -> torch.Tensor:
-        return masked_logits(self.model, input_ids, attention_mask, positions, sparse=self.sparse)
+        return masked_logits(self.model, input_ids, attention_mask, positions, sparse=self.sparse,
+                             last_layer=self.last_layer)
 
     def masked_logits(self, input_ids, attention_mask, positions):
         """So `models.masked_logits(SparseMLM(...), ...)` works too (used by inspection tools).
         Not for training under DDP/FSDP: call the (wrapped) module instead."""
-        return masked_logits(self.model, input_ids, attention_mask, positions, sparse=self.sparse)
+        return masked_logits(self.model, input_ids, attention_mask, positions, sparse=self.sparse,
+                             last_layer=self.last_layer)
 
 
 def unwrap(module: nn.Module) -> nn.Module:
