@@ -14,7 +14,9 @@ L layers, FFN F, vocabulary V, per token and per training step (forward + backwa
     MLM head          6 * (H^2 + HV) * p            (transform dense + vocabulary projection)
 
 where p is the fraction of positions on which the head runs: 1 for the Trainer (logits at every
-position), the masked fraction (~0.15) for mlmkit's sparse prediction. Embedding look-ups,
+position), the masked fraction (~0.15) for mlmkit's sparse prediction. mlmkit also runs the last
+encoder layer's queries, attention output and FFN on those positions only (keys and values on
+all), so its last layer is counted that way. Embedding look-ups,
 norms, activations, softmax and the optimiser are not counted (they are not matmuls). Only
 non-padding tokens count (padding is waste, not model work), and the attention term uses each
 row's own length. MFU = counted FLOPs per second / the fp32 matmul peak measured here, on this
@@ -300,14 +302,23 @@ def bert_dims(model) -> dict[str, int]:
     return dict(L=c.num_hidden_layers, H=c.hidden_size, F=c.intermediate_size, V=c.vocab_size)
 
 
-def train_flops(dims: dict[str, int], lengths: Sequence[int] | np.ndarray, n_predicted: float) -> float:
+def train_flops(dims: dict[str, int], lengths: Sequence[int] | np.ndarray, n_predicted: float,
+                last_layer_sparse: bool = False) -> float:
     """Counted FLOPs of one training step on rows of `lengths` non-padding tokens, with the MLM head
-    run on `n_predicted` positions (see the module docstring)."""
+    run on `n_predicted` positions (see the module docstring). `last_layer_sparse`: the last
+    encoder layer computes keys/values for every token but queries, attention output and
+    feed-forward for the `n_predicted` positions only (mlmkit on BERT-family models)."""
     L, H, F, V = dims["L"], dims["H"], dims["F"], dims["V"]
     lengths = np.asarray(lengths, dtype=np.float64)
     tokens = lengths.sum()
-    enc = 6 * L * (4 * H * H + 2 * H * F) * tokens
-    attn = 12 * L * H * float((lengths**2).sum())
+    per_token_layer = 4 * H * H + 2 * H * F
+    if last_layer_sparse:
+        enc = 6 * ((L - 1) * per_token_layer * tokens + 2 * H * H * tokens
+                   + (2 * H * H + 2 * H * F) * n_predicted)
+        attn = 12 * (L - 1) * H * float((lengths**2).sum()) + 12 * H * n_predicted * float(lengths.mean())
+    else:
+        enc = 6 * L * per_token_layer * tokens
+        attn = 12 * L * H * float((lengths**2).sum())
     head = 6 * (H * H + H * V) * n_predicted
     return float(enc + attn + head)
 

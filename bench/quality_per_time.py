@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--eval-seqs", type=int, default=256, help="held-out sequences scored")
     ap.add_argument("--evals", type=int, default=8, help="evaluations during the mlmkit run")
     ap.add_argument("--compile", action="store_true", help="mlmkit with train.compile=true")
+    ap.add_argument("--mlmkit-dropout", type=float, default=None,
+                    help="mlmkit's hidden and attention dropout (default: the Trainer's model config, 0.1); "
+                         "0 = the dropout-free pre-training recipe (a recipe change: it is reported as such)")
     ap.add_argument("--max-records", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke test: T = 0.1 min, tiny data")
     ap.add_argument("--no-save", action="store_true")
@@ -88,7 +91,8 @@ def main() -> None:
     print(f"Trainer: {n_ref} steps in {t_ref:.1f}s, held-out loss {target:.4f} (the target)")
 
     # ---- 2. mlmkit with a time budget of fraction * T_ref
-    model = C.build_bert(tok)
+    p = args.mlmkit_dropout
+    model = C.build_bert(tok, **({} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}))
     task = TokenMLMTask(model, tok, seqs, val, masker, batch_size=B, seed=0, eval_batch_size=64)
     eval_time = [0.0]
     orig_eval = task.eval_batches
@@ -131,7 +135,8 @@ def main() -> None:
             "data": data_name, "minutes": args.minutes, "fraction": args.fraction, "batch": B, "seq": T,
             "trainer": {"steps": n_ref, "train_s": t_ref, "held_out_loss": target, "probe_s_per_step": step_s},
             "mlmkit": {"budget_s": budget_s, "steps": summary["step"], "curve": curve,
-                       "compile": args.compile, "final_loss": final["eval_loss"]},
+                       "compile": args.compile, "final_loss": final["eval_loss"],
+                       "dropout": 0.1 if p is None else p},
             "ratio": ratio, "reached": hit is not None, "quick": args.quick,
         })
     if hit is None:

@@ -35,6 +35,10 @@ def main() -> None:
     ap.add_argument("--warm-compile-cache", action="store_true",
                     help="let torch.compile use its on-disk cache (default: a fresh one, so the "
                          "reported compile time is a first run's)")
+    ap.add_argument("--dropout", type=float, default=None,
+                    help="hidden and attention dropout of the model, on BOTH sides (default: BERT's 0.1)")
+    ap.add_argument("--no-last-layer", action="store_true",
+                    help="mlmkit without the masked-positions-only last layer (to measure what it brings)")
     ap.add_argument("--max-records", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny data, batch 8 x 64, 1 round, 3 steps")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
@@ -71,6 +75,8 @@ def main() -> None:
     print(f"measured fp32 matmul peak: {peak:.0f} GFLOP/s ({args.threads} threads)")
 
     hp = C.Hparams()
+    p = args.dropout
+    drop = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
     n_steps = args.warmup + args.steps
     dims = C.bert_dims(C.build_bert(tok))
     B, T = args.batch, args.seq
@@ -83,11 +89,12 @@ def main() -> None:
     del probe, got
 
     flops_tok_ref = C.train_flops(dims, [T], T) / T
-    flops_tok_mlm = C.train_flops(dims, [T], T * pred_frac) / T
+    flops_tok_mlm = C.train_flops(dims, [T], T * pred_frac, last_layer_sparse=not args.no_last_layer) / T
 
     def run_mlmkit(r: int, compile: bool = False) -> dict:
-        model = C.build_bert(tok)
+        model = C.build_bert(tok, **drop)
         task = TokenMLMTask(model, tok, seqs, None, masker, batch_size=B, seed=r)
+        task.model.last_layer = not args.no_last_layer
         with C.tempdir("mlmkit-bench-") as d:
             tc, oc = C.mlmkit_configs(d, steps=n_steps, batch_size=B, hp=hp, compile=compile, seed=r)
             start = time.perf_counter()
@@ -100,7 +107,7 @@ def main() -> None:
                 "s_per_step": sps, "first_step_s": times[0], "wall_s": wall}
 
     def run_reference(r: int) -> dict:
-        model = C.build_bert(tok)
+        model = C.build_bert(tok, **drop)
         with C.tempdir("hf-bench-") as d:
             start = time.perf_counter()
             _, clock = C.run_trainer(model, tok, ref_ds, steps=n_steps, batch_size=B, hp=hp, out_dir=d, seed=r)
@@ -146,6 +153,7 @@ def main() -> None:
     per_round = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs["mlmkit"], runs["trainer"])]
     result = {
         "data": data_name, "model": dims, "batch": B, "seq": T, "threads": args.threads,
+        "dropout": 0.1 if p is None else p, "last_layer_sparse": not args.no_last_layer,
         "rounds": args.rounds, "timed_steps": args.steps, "warmup_steps": args.warmup,
         "peak_gflops": peak, "predicted_fraction": pred_frac, "runs": summary,
         "ratio": ratio, "ratio_per_round": per_round, "quick": args.quick,

@@ -12,6 +12,13 @@ downsampling rate r in {2, 4} it follows CANINE: one character-level layer, a st
 down to L/r "molecules", the deep stack over molecules, then upsampling back to characters
 (repeat, concatenate with the character-level states, project) and one final character layer.
 Domains are short (~16 characters), so r=1 is the default; r=4 leaves ~4 positions per name.
+
+Hashed n-gram embeddings (``ngram_buckets > 0``): each position also adds the embeddings of the
+character n-grams (orders 2..``ngram_max``) of the *masked* input that end at it and that start
+at it, hashed into ``ngram_buckets`` rows per order and side. They give a small encoder a large, cheap memory of frequent
+substrings ("mail", "temp", "shop"), which is what a character n-gram model lives on, for a few
+embedding look-ups per character instead of wider matmuls. A masked character enters the hash as
+MASK, so nothing about it leaks into its own prediction.
 """
 
 from __future__ import annotations
@@ -39,19 +46,24 @@ class ScratchCharEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 3, num_heads: int = 4,
                  intermediate_size: int = 512, max_positions: int = 256, downsampling_rate: int = 1,
-                 dropout: float = 0.1):
+                 dropout: float = 0.1, ngram_buckets: int = 0, ngram_max: int = 5):
         super().__init__()
         if downsampling_rate not in (1, 2, 4):
             raise ValueError("downsampling_rate must be 1, 2 or 4")
         self.config = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
                            num_heads=num_heads, intermediate_size=intermediate_size,
-                           max_positions=max_positions, downsampling_rate=downsampling_rate, dropout=dropout)
+                           max_positions=max_positions, downsampling_rate=downsampling_rate, dropout=dropout,
+                           ngram_buckets=ngram_buckets, ngram_max=ngram_max)
         d = hidden_size
         self.hidden_size = d
         self.rate = downsampling_rate
         self.max_positions = max_positions
         self.char_emb = nn.Embedding(vocab_size, d, padding_idx=0)
         self.pos_emb = nn.Embedding(max_positions, d)
+        self.ngram_orders = list(range(2, ngram_max + 1)) if ngram_buckets else []
+        if self.ngram_orders:
+            self.ngram_emb = nn.Embedding(ngram_buckets * 2 * len(self.ngram_orders), d)
+            nn.init.zeros_(self.ngram_emb.weight)  # starts as a no-op; frequent n-grams grow first
         self.emb_norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
         if downsampling_rate == 1:
@@ -71,7 +83,10 @@ class ScratchCharEncoder(nn.Module):
         if L > self.max_positions:
             raise ValueError(f"input of {L} characters exceeds max_positions={self.max_positions}")
         pos = torch.arange(L, device=input_idx.device)
-        x = self.drop(self.emb_norm(self.char_emb(input_idx) + self.pos_emb(pos)[None]))
+        x = self.char_emb(input_idx) + self.pos_emb(pos)[None]
+        if self.ngram_orders:
+            x = x + self.ngram_emb(self.ngram_ids(input_idx)).sum(2)
+        x = self.drop(self.emb_norm(x))
         pad = attention_mask == 0
         if self.rate == 1:
             return self.final_norm(self.deep(x, src_key_padding_mask=pad))
@@ -88,6 +103,27 @@ class ScratchCharEncoder(nn.Module):
         up = mol.repeat_interleave(r, dim=1)[:, :L]
         h = self.up_proj(torch.cat([h_char, up], -1))
         return self.final_norm(self.final_layer(h, src_key_padding_mask=pad))
+
+
+    def ngram_ids(self, input_idx: torch.Tensor) -> torch.Tensor:
+        """(B, L, 2 * n_orders) rows of `ngram_emb`: hashes of the n characters ending at each
+        position (its left context) and of the n characters starting at it (its right context),
+        for n = 2..ngram_max; positions outside the row count as PAD. One bucket range per
+        (side, order)."""
+        buckets = self.config["ngram_buckets"]
+        x = input_idx.long()
+        L = x.shape[1]
+        out = []
+        for side in range(2):
+            h = x.clone()
+            for n in range(2, self.ngram_orders[-1] + 1):
+                if side == 0:  # the character n-1 places back
+                    other = F.pad(x, (n - 1, 0))[:, :L]
+                else:  # the character n-1 places ahead
+                    other = F.pad(x, (0, n - 1))[:, n - 1:]
+                h = (h * 1_000_003 + other * 7_919 + n) % 2_147_483_647  # < 2^62: no int64 overflow
+                out.append(h % buckets + len(out) * buckets)
+        return torch.stack(out, -1)
 
 
 class CanineCharEncoder(nn.Module):
