@@ -22,11 +22,12 @@ import common as C
 
 KINDS = [
     ("matmul", r"aten::(mm|addmm|bmm|baddbmm|matmul|linear)$"),
+    # before attention: the vocabulary log-softmax is the loss, not attention's softmax
+    ("loss (log-softmax, NLL)", r"log_softmax|nll_loss|cross_entropy"),
     ("attention (SDPA)", r"scaled_dot_product|_softmax|softmax"),
     ("dropout / RNG", r"bernoulli|dropout|rand|uniform"),
     ("layer norm", r"layer_norm"),
     ("GELU", r"gelu"),
-    ("loss (log-softmax, NLL)", r"log_softmax|nll_loss|cross_entropy"),
     ("optimiser (fused AdamW)", r"_fused_adam|_foreach|lerp|addcdiv|addcmul|sqrt"),
     ("embedding", r"embedding|index_select|index_add|scatter|gather"),
     ("elementwise / copies", r"aten::(mul|add|div|sub|copy_|fill_|where|clone|to|_to_copy|sum|zero_|mul_|add_|div_|masked_fill)"),

@@ -170,10 +170,10 @@ def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
     assert torch.allclose(h1, h2, atol=1e-5)
 
 
-@pytest.mark.parametrize("ngram_buckets", [0, 256])
-def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram_buckets):
+@pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8}])
+def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
     torch.manual_seed(0)
-    task = _task(domains_file, model_kw={"ngram_buckets": ngram_buckets})
+    task = _task(domains_file, model_kw=ngram)
     losses = _train(task, 30, lr=5e-3)
     assert sum(losses[-5:]) < sum(losses[:5])
     out = tmp_path / "run"

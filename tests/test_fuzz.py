@@ -106,6 +106,7 @@ def _write(tmp: Path, name: str, data: bytes) -> Path:
 @example(data=b"", gz=False, on_bad="error")
 @example(data=b"\n\n \n", gz=False, on_bad="skip")
 @example(data=b"ok\n\xff\xfe\nfine\x00\n", gz=True, on_bad="skip")
+@example(data=b"\xc2\x80\xc2\x80\r", gz=False, on_bad="error")  # CR at end of file, no newline
 def test_text_reader(data, gz, on_bad):
     with tempfile.TemporaryDirectory() as d:
         path = _write(Path(d), "corpus.txt.gz" if gz else "corpus.txt", data)

@@ -145,6 +145,7 @@ class CharModelConfig:
     dropout: float = 0.1
     ngram_buckets: int = 0  # scratch: hashed n-gram input embeddings, rows per order (0: off; e.g. 32768)
     ngram_max: int = 5  # scratch: longest hashed n-gram (orders 2..ngram_max)
+    ngram_dim: int = 0  # scratch: width of the n-gram rows, projected to the encoder width (0: encoder width)
     canine_overrides: dict[str, Any] = field(default_factory=dict)  # CanineConfig kwargs (fresh canine)
     head: str = "autoregressive"  # autoregressive | parallel
     head_kind: str = "gru"  # autoregressive head: gru | transformer
@@ -159,6 +160,7 @@ class CharModelConfig:
         _need(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
         _need(self.ngram_buckets >= 0, "model.ngram_buckets", "must be >= 0")
         _need(2 <= self.ngram_max <= 8, "model.ngram_max", "must be in [2, 8]")
+        _need(self.ngram_dim >= 0, "model.ngram_dim", "must be >= 0")
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)
             _need(v is None or v >= 1, f"model.{k}", "must be >= 1")
@@ -216,7 +218,8 @@ class CharMLMModel(nn.Module):
                         size[k] = getattr(cfg, k)
                 encoder_config = dict(vocab_size=alphabet_size, max_positions=max_positions,
                                       downsampling_rate=cfg.downsampling_rate, dropout=cfg.dropout,
-                                      ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max, **size)
+                                      ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max,
+                                      ngram_dim=cfg.ngram_dim, **size)
             self.encoder = ScratchCharEncoder(**encoder_config)
         self.head = build_head(cfg.head, self.encoder.hidden_size, alphabet_size, kind=cfg.head_kind,
                                head_size=cfg.head_size, max_span=max(max_span, 64),

@@ -334,7 +334,9 @@ def _binary_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 if lineno == 1 and raw.startswith(b"\xef\xbb\xbf"):
                     raw = raw[3:]  # UTF-8 BOM (Windows editors) is not part of the text
                 if raw.endswith(b"\n"):
-                    raw = raw[:-2] if raw.endswith(b"\r\n") else raw[:-1]
+                    raw = raw[:-1]
+                if raw.endswith(b"\r"):  # CRLF, and a CR before end of file with no newline
+                    raw = raw[:-1]
                 yield lineno, raw
         except (OSError, EOFError, zlib.error) as e:
             # gzip.BadGzipFile is an OSError; a truncated .gz raises EOFError.

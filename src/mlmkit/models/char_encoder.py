@@ -46,14 +46,14 @@ class ScratchCharEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 3, num_heads: int = 4,
                  intermediate_size: int = 512, max_positions: int = 256, downsampling_rate: int = 1,
-                 dropout: float = 0.1, ngram_buckets: int = 0, ngram_max: int = 5):
+                 dropout: float = 0.1, ngram_buckets: int = 0, ngram_max: int = 5, ngram_dim: int = 0):
         super().__init__()
         if downsampling_rate not in (1, 2, 4):
             raise ValueError("downsampling_rate must be 1, 2 or 4")
         self.config = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
                            num_heads=num_heads, intermediate_size=intermediate_size,
                            max_positions=max_positions, downsampling_rate=downsampling_rate, dropout=dropout,
-                           ngram_buckets=ngram_buckets, ngram_max=ngram_max)
+                           ngram_buckets=ngram_buckets, ngram_max=ngram_max, ngram_dim=ngram_dim)
         d = hidden_size
         self.hidden_size = d
         self.rate = downsampling_rate
@@ -62,8 +62,12 @@ class ScratchCharEncoder(nn.Module):
         self.pos_emb = nn.Embedding(max_positions, d)
         self.ngram_orders = list(range(2, ngram_max + 1)) if ngram_buckets else []
         if self.ngram_orders:
-            self.ngram_emb = nn.Embedding(ngram_buckets * 2 * len(self.ngram_orders), d)
+            # narrow rows + one projection: more buckets (fewer collisions) for the same memory
+            # and optimiser traffic; 0 = rows as wide as the encoder, no projection
+            e = ngram_dim or d
+            self.ngram_emb = nn.Embedding(ngram_buckets * 2 * len(self.ngram_orders), e)
             nn.init.zeros_(self.ngram_emb.weight)  # starts as a no-op; frequent n-grams grow first
+            self.ngram_proj = nn.Linear(e, d, bias=False) if e != d else nn.Identity()
         self.emb_norm = nn.LayerNorm(d)
         self.drop = nn.Dropout(dropout)
         if downsampling_rate == 1:
@@ -85,7 +89,7 @@ class ScratchCharEncoder(nn.Module):
         pos = torch.arange(L, device=input_idx.device)
         x = self.char_emb(input_idx) + self.pos_emb(pos)[None]
         if self.ngram_orders:
-            x = x + self.ngram_emb(self.ngram_ids(input_idx)).sum(2)
+            x = x + self.ngram_proj(self.ngram_emb(self.ngram_ids(input_idx)).sum(2))
         x = self.drop(self.emb_norm(x))
         pad = attention_mask == 0
         if self.rate == 1:
