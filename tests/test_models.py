@@ -109,3 +109,16 @@ def test_last_layer_on_masked_positions_only_matches_the_full_layer(arch):
     assert grads[0].keys() == grads[1].keys()
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-4, msg=n)
+
+
+def test_last_layer_fast_path_under_bf16_autocast():
+    """Mixed precision (the GPU default) mixes dtypes inside the layer; the fast path must run
+    and stay close to the fp32 logits."""
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(AutoConfig.for_model("bert", vocab_size=500, **SMALL["bert"])).eval()
+    mb, att = _fixed_batch()
+    ref = masked_logits(model, mb.input_ids, att, mb.positions)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = masked_logits(model, mb.input_ids, att, mb.positions)
+    assert low.shape == ref.shape
+    assert (low.float().argmax(-1) == ref.argmax(-1)).float().mean() > 0.9

@@ -145,7 +145,8 @@ def _last_layer_at(layer: nn.Module, hidden: torch.Tensor, attention_mask, posit
     slot[order] = torch.arange(positions.numel(), device=positions.device) - starts[rows[order]]
     M = int(counts.max()) if positions.numel() else 1
     h_sel = hidden.reshape(B * T, D).index_select(0, positions)  # (N, D)
-    q = hidden.new_zeros(B, M, D).index_put((rows, slot), sa.query(h_sel))
+    q_sel = sa.query(h_sel)  # under autocast its dtype differs from `hidden`'s
+    q = q_sel.new_zeros(B, M, q_sel.shape[-1]).index_put((rows, slot), q_sel)
     q = q.view(B, M, H, dh).transpose(1, 2)
     k = sa.key(hidden).view(B, T, H, dh).transpose(1, 2)
     v = sa.value(hidden).view(B, T, H, dh).transpose(1, 2)
