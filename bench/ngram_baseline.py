@@ -43,6 +43,7 @@ from mlmkit.char_task import (
     make_batch,
 )
 from mlmkit.data.domains import Alphabet, DomainFilter, DomainSource, is_validation
+from mlmkit.models.span_head import span_loss
 
 BOS, EOS = "\x02", "\x03"
 
@@ -223,19 +224,16 @@ def main() -> None:
 
 @torch.no_grad()
 def model_stats_add(bundle, b, replaced: list, stats: dict) -> None:
-    """Teacher-forced model accuracy and bits on batch `b`, split like the n-gram counts."""
+    """Teacher-forced model accuracy and bits on batch `b` (the training loss, `span_loss`), split
+    like the n-gram counts."""
     model = bundle.model.eval()
     hidden = model.encode(b["input_ids"], b["input_idx"], b["attention_mask"])
-    logits = model.head(hidden, b["spans"], b["targets"]).float()
-    tg = b["targets"]
-    valid = tg >= 0
-    logp = torch.log_softmax(logits, -1).gather(-1, tg.clamp_min(0)[..., None])[..., 0]
-    hit = (logits.argmax(-1) == tg) & valid
-    bits = torch.where(valid, -logp / math.log(2), torch.zeros_like(logp))
+    logits = model.head(hidden, b["spans"], b["targets"])
     rep = torch.tensor(replaced, dtype=torch.bool)
     for k, sel in (("all", torch.ones_like(rep)), ("mask", rep)):
-        stats[k][0] += int(hit[sel].sum())
-        stats[k][1] += float(bits[sel].sum())
+        _, _, loss_sum, correct = span_loss(logits[sel], b["targets"][sel])
+        stats[k][0] += int(correct)
+        stats[k][1] += float(loss_sum) / math.log(2)
 
 
 def dataclasses_replace(obj, **kw):
