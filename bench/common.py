@@ -142,10 +142,13 @@ def get_tokenizer(texts: Sequence[str], name: str, vocab_size: int = VOCAB):
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
-def build_bert(tokenizer, seed: int = 0, max_length: int = 128, **overrides):
-    """The benchmark model (same function, same seed, same weights for mlmkit and the Trainer)."""
+def build_bert(tokenizer, seed: int = 0, max_length: int = 128, dropout: float | None = None, **overrides):
+    """The benchmark model (same function, same seed, same weights for mlmkit and the Trainer).
+    `dropout`: hidden and attention dropout (None: BERT's 0.1); it does not change the weights."""
     from mlmkit.models import build_model
 
+    if dropout is not None:
+        overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     torch.manual_seed(seed)
     return build_model("bert", MODEL_SIZE, tokenizer, max_length, overrides or None)
 

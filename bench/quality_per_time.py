@@ -92,7 +92,7 @@ def main() -> None:
 
     # ---- 2. mlmkit with a time budget of fraction * T_ref
     p = args.mlmkit_dropout
-    model = C.build_bert(tok, **({} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}))
+    model = C.build_bert(tok, dropout=p)
     task = TokenMLMTask(model, tok, seqs, val, masker, batch_size=B, seed=0, eval_batch_size=64)
     eval_time = [0.0]
     orig_eval = task.eval_batches

@@ -76,7 +76,6 @@ def main() -> None:
 
     hp = C.Hparams()
     p = args.dropout
-    drop = {} if p is None else {"hidden_dropout_prob": p, "attention_probs_dropout_prob": p}
     n_steps = args.warmup + args.steps
     dims = C.bert_dims(C.build_bert(tok))
     B, T = args.batch, args.seq
@@ -92,7 +91,7 @@ def main() -> None:
     flops_tok_mlm = C.train_flops(dims, [T], T * pred_frac, last_layer_sparse=not args.no_last_layer) / T
 
     def run_mlmkit(r: int, compile: bool = False) -> dict:
-        model = C.build_bert(tok, **drop)
+        model = C.build_bert(tok, dropout=p)
         task = TokenMLMTask(model, tok, seqs, None, masker, batch_size=B, seed=r)
         task.model.last_layer = not args.no_last_layer
         with C.tempdir("mlmkit-bench-") as d:
@@ -107,7 +106,7 @@ def main() -> None:
                 "s_per_step": sps, "first_step_s": times[0], "wall_s": wall}
 
     def run_reference(r: int) -> dict:
-        model = C.build_bert(tok, **drop)
+        model = C.build_bert(tok, dropout=p)
         with C.tempdir("hf-bench-") as d:
             start = time.perf_counter()
             _, clock = C.run_trainer(model, tok, ref_ds, steps=n_steps, batch_size=B, hp=hp, out_dir=d, seed=r)
