@@ -119,7 +119,7 @@ class ScratchCharEncoder(nn.Module):
         L = x.shape[1]
         out = []
         for side in range(2):
-            h = x.clone()
+            h = x  # never written in place: each step below makes a new tensor
             for n in range(2, self.ngram_orders[-1] + 1):
                 if side == 0:  # the character n-1 places back
                     other = F.pad(x, (n - 1, 0))[:, :L]

@@ -28,8 +28,7 @@ class SparseMLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 positions: torch.Tensor) -> torch.Tensor:
-        return masked_logits(self.model, input_ids, attention_mask, positions, sparse=self.sparse,
-                             last_layer=self.last_layer)
+        return self.masked_logits(input_ids, attention_mask, positions)
 
     def masked_logits(self, input_ids, attention_mask, positions):
         """So `models.masked_logits(SparseMLM(...), ...)` works too (used by inspection tools).
