@@ -228,7 +228,7 @@ def model_stats_add(bundle, b, replaced: list, stats: dict) -> None:
     like the n-gram counts."""
     model = bundle.model.eval()
     hidden = model.encode(b["input_ids"], b["input_idx"], b["attention_mask"])
-    logits = model.head(hidden, b["spans"], b["targets"])
+    logits = model.head(hidden, b["spans"], b["targets"], b["input_idx"])
     rep = torch.tensor(replaced, dtype=torch.bool)
     for k, sel in (("all", torch.ones_like(rep)), ("mask", rep)):
         _, _, loss_sum, correct = span_loss(logits[sel], b["targets"][sel])

@@ -170,7 +170,9 @@ def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
     assert torch.allclose(h1, h2, atol=1e-5)
 
 
-@pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8}])
+@pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8},
+                                   {"head_ngram_buckets": 128, "head_ngram_max": 4},
+                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2}])
 def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
     torch.manual_seed(0)
     task = _task(domains_file, model_kw=ngram)
@@ -296,3 +298,4 @@ def test_train_rate_masks_training_batches_only(domains_file):
     assert share(list(high.eval_batches())) == share(list(plain.eval_batches()))
     with pytest.raises(ConfigError, match="masking.train_rate"):
         SpanMaskConfig(train_rate=0.9)
+

@@ -150,6 +150,10 @@ class CharModelConfig:
     head: str = "autoregressive"  # autoregressive | parallel
     head_kind: str = "gru"  # autoregressive head: gru | transformer
     head_size: Optional[int] = None  # head width (default: encoder width)
+    head_ngram_buckets: int = 0  # autoregressive head: hashed n-gram memory, rows per order and side (0: off)
+    head_ngram_max: int = 6  # longest n-gram of the head's memory (orders 1..head_ngram_max, each side)
+    head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
+    head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
 
     def __post_init__(self):
         _need(self.encoder in ("scratch", "canine"), "model.encoder", "must be scratch|canine")
@@ -161,6 +165,12 @@ class CharModelConfig:
         _need(self.ngram_buckets >= 0, "model.ngram_buckets", "must be >= 0")
         _need(2 <= self.ngram_max <= 8, "model.ngram_max", "must be in [2, 8]")
         _need(self.ngram_dim >= 0, "model.ngram_dim", "must be >= 0")
+        _need(self.head_ngram_buckets >= 0, "model.head_ngram_buckets", "must be >= 0")
+        _need(self.head_ngram_buckets == 0 or self.head == "autoregressive", "model.head_ngram_buckets",
+              "needs model.head: autoregressive")
+        _need(1 <= self.head_ngram_max <= 8, "model.head_ngram_max", "must be in [1, 8]")
+        _need(0.0 <= self.head_ngram_dropout < 1.0, "model.head_ngram_dropout", "must be in [0, 1)")
+        _need(self.head_ngram_dim >= 0, "model.head_ngram_dim", "must be >= 0")
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)
             _need(v is None or v >= 1, f"model.{k}", "must be >= 1")
@@ -223,7 +233,9 @@ class CharMLMModel(nn.Module):
             self.encoder = ScratchCharEncoder(**encoder_config)
         self.head = build_head(cfg.head, self.encoder.hidden_size, alphabet_size, kind=cfg.head_kind,
                                head_size=cfg.head_size, max_span=max(max_span, 64),
-                               dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0)
+                               dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
+                               ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
+                               ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
 
     def encoder_config(self) -> dict:
         if isinstance(self.encoder, CanineCharEncoder):
@@ -237,7 +249,7 @@ class CharMLMModel(nn.Module):
 
     def forward(self, input_ids, input_idx, attention_mask, spans, targets):
         hidden = self.encode(input_ids, input_idx, attention_mask)
-        return self.head(hidden, spans, targets)
+        return self.head(hidden, spans, targets, input_idx)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -760,13 +772,13 @@ def evaluate_names(bundle: CharMLM, names: Sequence[str], *, batch_size: int = 2
         b = make_batch(names[i: i + batch_size], bundle.alphabet, bundle.masking, _seed_of(seed, "eval", i))
         b = {k: v.to(dev) for k, v in b.items()}
         hidden = model.encode(b["input_ids"], b["input_idx"], b["attention_mask"])
-        logits = model.head(hidden, b["spans"], b["targets"])
+        logits = model.head(hidden, b["spans"], b["targets"], b["input_idx"])
         _, n, ls, c = span_loss(logits, b["targets"])
         loss_sum += float(ls)
         n_chars += int(n)
         n_correct += int(c)
         if decode and b["spans"].shape[0]:
-            seqs, _ = model.head.beam_search(hidden, b["spans"], beam=1)
+            seqs, _ = model.head.beam_search(hidden, b["spans"], beam=1, input_idx=b["input_idx"])
             pred = seqs[:, 0, : b["targets"].shape[1]]
             tg = b["targets"]
             ok = ((pred == tg) | (tg < 0)).all(1)
@@ -883,7 +895,7 @@ def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[in
         idx = idx.masked_fill(hole, Alphabet.MASK)
         spans = _spans_from_mask(hole)
         hidden = model.encode(cps.to(dev), idx.to(dev), att.to(dev))
-        seqs, scores = model.head.beam_search(hidden, spans.to(dev), beam=beam)
+        seqs, scores = model.head.beam_search(hidden, spans.to(dev), beam=beam, input_idx=idx.to(dev))
         seqs, scores = seqs.cpu(), scores.cpu()
         for r, var in enumerate(group):
             text, h = var

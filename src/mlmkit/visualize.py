@@ -261,7 +261,8 @@ def char_examples(bundle, names: list[str], *, seed: int = 0) -> list[MaskedExam
         dev = next(model.parameters()).device
         hidden = model.encode(batch["input_ids"].to(dev), batch["input_idx"].to(dev),
                               batch["attention_mask"].to(dev))
-        seqs, _ = model.head.beam_search(hidden, batch["spans"].to(dev), beam=1)
+        seqs, _ = model.head.beam_search(hidden, batch["spans"].to(dev), beam=1,
+                                         input_idx=batch["input_idx"].to(dev))
     finally:
         model.train(was_training)
     examples = [MaskedExample(list(n), list(n), list(n), [False] * len(n), sep="") for n in names]

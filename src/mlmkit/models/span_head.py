@@ -7,6 +7,12 @@ a batch are packed into one (S, Lmax) tensor with a single gather and run throug
 1-layer causal transformer) at once: no Python loop over spans or characters in training.
 Logits for character ``t`` never depend on gold characters at ``t`` or later.
 
+With ``ngram_buckets > 0`` the autoregressive head also reads a hashed n-gram memory
+(`SpanNgramMemory`): at each step, embeddings of the n characters just left of the character
+(teacher-forced inside the span) and just right of the span. The encoder sees the span as MASKs,
+so only the head can look up "what follows these gold characters"; it is what a character n-gram
+model does, learned, and it was the largest single gain on domain names (README).
+
 `ParallelSpanHead`: one independent softmax per masked position (BERT style), for comparison.
 
 Both predict over the alphabet indices (specials + the characters actually used), never over all
@@ -30,26 +36,114 @@ def gather_span_context(hidden: torch.Tensor, spans: torch.Tensor, lmax: int | N
     return ctx, valid
 
 
+def _mix(h: torch.Tensor, c: torch.Tensor, salt: int) -> torch.Tensor:
+    """One step of a polynomial rolling hash over non-negative int64 ids (stays below 2^62)."""
+    return (h * 1_000_003 + c * 7_919 + salt) % 2_147_483_647
+
+
+class SpanNgramMemory(nn.Module):
+    """Hashed n-gram embeddings for the span head: a large, cheap memory of "what follows this
+    context", the statistic a character n-gram model lives on.
+
+    At step ``t`` of a span (the character at position p), it sums the embeddings of
+
+    * the n characters just left of p (n = 1..max_n), teacher-forced: the gold characters earlier
+      in the same span, then the masked input before the span (other spans stay MASK), and
+    * the n characters just right of the span in the masked input, hashed with the distance
+      ``length - t`` from p to them (clipped to ``max_dist``).
+
+    Only positions < p of the span's own characters ever enter a hash, so the logits for character
+    t never see gold characters at t or later. One bucket range per (side, order)."""
+
+    def __init__(self, buckets: int, max_n: int, dim: int, max_dist: int = 8, drop: float = 0.0,
+                 row_dim: int = 0):
+        super().__init__()
+        self.buckets, self.max_n, self.max_dist, self.drop = buckets, max_n, max_dist, drop
+        # narrow rows + one projection: more buckets (fewer collisions) for the same memory
+        self.emb = nn.Embedding(buckets * 2 * max_n, row_dim or dim)
+        nn.init.zeros_(self.emb.weight)  # a no-op at the start; frequent contexts grow first
+        self.proj = nn.Linear(row_dim, dim, bias=False) if row_dim and row_dim != dim else nn.Identity()
+
+    def windows(self, input_idx: torch.Tensor, spans: torch.Tensor, lmax: int):
+        """(left (S, max_n + lmax), right (S, max_n), lengths (S,)): the masked input from max_n
+        characters before each span to its end, and the max_n characters after it (PAD outside
+        the row). The span's own slots in `left` are overwritten by `fill` as characters become
+        known."""
+        B, L = input_idx.shape
+        K = self.max_n
+        row, start, length = spans[:, 0:1], spans[:, 1:2], spans[:, 2:3]
+        flat = input_idx.reshape(-1)
+
+        def take(pos):
+            ok = (pos >= 0) & (pos < L)
+            return torch.where(ok, flat[row * L + pos.clamp(0, L - 1)], torch.zeros_like(pos))
+
+        left = take(start - K + torch.arange(K + lmax, device=spans.device)[None])
+        right = take(start + length + torch.arange(K, device=spans.device)[None])
+        return left, right, spans[:, 2]
+
+    def features(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
+        """(S, T, dim) for steps t0..t0+T-1; `left` must hold the known characters of the span
+        before each step (slots K + t for t < the step)."""
+        K = self.max_n
+        ids = []
+        h = left[:, K - 1 + t0: K - 1 + t0 + T]  # the character just before p
+        for n in range(1, K + 1):
+            if n > 1:
+                h = _mix(h, left[:, K - n + t0: K - n + t0 + T], n)
+            ids.append(h % self.buckets + (n - 1) * self.buckets)
+        t = torch.arange(t0, t0 + T, device=left.device)
+        dist = (lengths[:, None] - t[None]).clamp(1, self.max_dist)  # (S, T)
+        r = right[:, 0]
+        for n in range(1, K + 1):
+            if n > 1:
+                r = _mix(r, right[:, n - 1], n)
+            ids.append(_mix(r[:, None], dist, 97) % self.buckets + (K + n - 1) * self.buckets)
+        emb = self.emb(torch.stack(ids, -1))  # (S, T, 2K, dim)
+        if self.training and self.drop > 0:
+            # Drop whole look-ups: the rows memorise training names, and a model that always finds
+            # its long contexts never learns to back off to short ones, as it must on new names.
+            keep = torch.rand(emb.shape[:-1], device=emb.device) >= self.drop
+            emb = emb * keep[..., None].to(emb.dtype)
+        return self.proj(emb.sum(2))
+
+
 class SpanHeadBase(nn.Module):
     n_specials = 5  # alphabet indices that are never generated (PAD, CLS, SEP, MASK, UNK)
 
     def __init__(self, hidden_size: int, vocab_size: int):
         super().__init__()
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.ngram: SpanNgramMemory | None = None
 
     # teacher-forced logits --------------------------------------------------------------------
-    def forward(self, hidden: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Logits (S, Lmax, V) for `spans` (S, 3) with gold `targets` (S, Lmax) (-100 padded)."""
+    def forward(self, hidden: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor,
+                input_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (S, Lmax, V) for `spans` (S, 3) with gold `targets` (S, Lmax) (-100 padded).
+        `input_idx` (the masked input, alphabet indices) is needed by a head with n-gram memory."""
         if spans.shape[0] == 0:  # a batch without masked spans: empty logits, still in the graph
-            return hidden.new_zeros(0, targets.shape[1], self.vocab_size) + hidden.sum() * 0.0
+            out = hidden.new_zeros(0, targets.shape[1], self.vocab_size) + hidden.sum() * 0.0
+            return out if self.ngram is None else out + self.ngram.emb.weight.sum() * 0.0
         ctx, valid = gather_span_context(hidden, spans, targets.shape[1])
-        return self.span_logits(ctx, valid, targets.clamp_min(0))
+        gold = targets.clamp_min(0)
+        feats = None
+        if self.ngram is not None:
+            left, right, lengths = self._ngram_windows(input_idx, spans, gold.shape[1])
+            K = self.ngram.max_n
+            left[:, K:] = gold  # teacher forcing: step t's left context ends at slot K + t - 1
+            feats = self.ngram.features(left, right, lengths, 0, gold.shape[1])
+        return self.span_logits(ctx, valid, gold, feats)
 
-    def span_logits(self, ctx, valid, targets):  # pragma: no cover - abstract
+    def _ngram_windows(self, input_idx, spans, lmax):
+        if input_idx is None:
+            raise ValueError("this span head has n-gram memory: pass input_idx (the masked input)")
+        return self.ngram.windows(input_idx, spans, lmax)
+
+    def span_logits(self, ctx, valid, targets, feats=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # incremental decoding ----------------------------------------------------------------------
-    def init_state(self, ctx, valid):
+    def init_state(self, ctx, valid, ngram_state=None):
         raise NotImplementedError
 
     def step(self, state, t: int, prev: torch.Tensor):
@@ -60,7 +154,8 @@ class SpanHeadBase(nn.Module):
         raise NotImplementedError
 
     @torch.no_grad()
-    def beam_search(self, hidden: torch.Tensor, spans: torch.Tensor, beam: int = 5):
+    def beam_search(self, hidden: torch.Tensor, spans: torch.Tensor, beam: int = 5,
+                    input_idx: torch.Tensor | None = None):
         """Fill every span of `spans` (S, 3) by beam search (beam=1: greedy).
 
         Returns (seqs (S, beam, Lmax) alphabet ids, scores (S, beam) summed log-probs), beams
@@ -75,7 +170,10 @@ class SpanHeadBase(nn.Module):
         V = self.vocab_size
         ctx_b = ctx.repeat_interleave(beam, 0)
         valid_b = valid.repeat_interleave(beam, 0)
-        state = self.init_state(ctx_b, valid_b)
+        ngram_state = None
+        if self.ngram is not None:
+            ngram_state = [x.repeat_interleave(beam, 0) for x in self._ngram_windows(input_idx, spans, lmax)]
+        state = self.init_state(ctx_b, valid_b, ngram_state)
         dev = hidden.device
         scores = torch.full((S, beam), float("-inf"), device=dev)
         scores[:, 0] = 0.0
@@ -108,9 +206,12 @@ class SpanHeadBase(nn.Module):
 
 class AutoregressiveSpanHead(SpanHeadBase):
     def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
-                 kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4):
+                 kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
+                 ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0):
         super().__init__(hidden_size, vocab_size)
         d = head_size or hidden_size
+        if ngram_buckets:
+            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim)
         if kind not in ("gru", "transformer"):
             raise ValueError(f"head kind must be gru|transformer, got {kind!r}")
         self.kind, self.head_size = kind, d
@@ -128,18 +229,20 @@ class AutoregressiveSpanHead(SpanHeadBase):
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, vocab_size)
 
-    def _inputs(self, ctx, valid, prev):
+    def _inputs(self, ctx, valid, prev, feats=None):
         ctxp = self.ctx_proj(ctx)  # (S, T, d)
         w = valid.to(ctx.dtype)[..., None]
         summary = self.summary_proj((ctx * w).sum(1) / w.sum(1).clamp_min(1.0))  # (S, d)
-        x = self.drop(ctxp + self.char_emb(prev) + summary[:, None, :])
-        return x, ctxp, summary
+        x = ctxp + self.char_emb(prev) + summary[:, None, :]
+        if feats is not None:
+            x = x + feats.to(x.dtype)
+        return self.drop(x), ctxp, summary
 
-    def span_logits(self, ctx, valid, targets):
+    def span_logits(self, ctx, valid, targets, feats=None):
         S, T = targets.shape
         prev = torch.cat([torch.full((S, 1), self.bos_index, dtype=torch.long, device=targets.device),
                           targets[:, :-1]], dim=1)
-        x, ctxp, summary = self._inputs(ctx, valid, prev)
+        x, ctxp, summary = self._inputs(ctx, valid, prev, feats)
         if self.kind == "gru":
             h0 = torch.tanh(summary)[None]
             y, _ = self.rnn(x, h0.contiguous())
@@ -150,17 +253,27 @@ class AutoregressiveSpanHead(SpanHeadBase):
         return self.out(self.norm(y + ctxp))
 
     # incremental decoding
-    def init_state(self, ctx, valid):
+    def init_state(self, ctx, valid, ngram_state=None):
         w = valid.to(ctx.dtype)[..., None]
         summary = self.summary_proj((ctx * w).sum(1) / w.sum(1).clamp_min(1.0))
         ctxp = self.ctx_proj(ctx)
+        state = {"ctxp": ctxp, "summary": summary}
+        if ngram_state is not None:
+            state["ng_left"], state["ng_right"], state["ng_len"] = ngram_state
         if self.kind == "gru":
-            return {"ctxp": ctxp, "summary": summary, "h": torch.tanh(summary)[None].contiguous()}
-        return {"ctxp": ctxp, "summary": summary, "xs": ctxp[:, :0]}
+            return {**state, "h": torch.tanh(summary)[None].contiguous()}
+        return {**state, "xs": ctxp[:, :0]}
 
     def step(self, state, t, prev):
         ctxp_t = state["ctxp"][:, t]
         x = ctxp_t + self.char_emb(prev) + state["summary"]
+        if self.ngram is not None:
+            left = state["ng_left"]
+            if t > 0:  # the character chosen at t - 1 becomes known left context
+                left = left.clone()
+                left[:, self.ngram.max_n + t - 1] = prev
+            state = {**state, "ng_left": left}
+            x = x + self.ngram.features(left, state["ng_right"], state["ng_len"], t, 1)[:, 0].to(x.dtype)
         if self.kind == "gru":
             y, h = self.rnn(x[:, None], state["h"])
             logits = self.out(self.norm(y[:, 0] + ctxp_t))
@@ -174,7 +287,8 @@ class AutoregressiveSpanHead(SpanHeadBase):
         return F.log_softmax(logits, -1), {**state, "xs": xs}
 
     def reorder(self, state, index):
-        out = {"ctxp": state["ctxp"].index_select(0, index), "summary": state["summary"].index_select(0, index)}
+        out = {k: state[k].index_select(0, index) for k in ("ctxp", "summary", "ng_left", "ng_right", "ng_len")
+               if k in state}
         if "h" in state:
             out["h"] = state["h"].index_select(1, index)
         if "xs" in state:
@@ -196,10 +310,10 @@ class ParallelSpanHead(SpanHeadBase):
     def _logits(self, ctx):
         return self.out(self.norm(F.gelu(self.dense(self.drop(ctx)))))
 
-    def span_logits(self, ctx, valid, targets):
+    def span_logits(self, ctx, valid, targets, feats=None):
         return self._logits(ctx)
 
-    def init_state(self, ctx, valid):
+    def init_state(self, ctx, valid, ngram_state=None):
         return {"ctx": ctx}
 
     def step(self, state, t, prev):
@@ -217,6 +331,11 @@ def build_head(head: str, hidden_size: int, vocab_size: int, **kw) -> SpanHeadBa
         return AutoregressiveSpanHead(hidden_size, vocab_size, kind="transformer", **kw)
     if head == "parallel":
         kw.pop("kind", None)
+        if kw.pop("ngram_buckets", 0):
+            raise ValueError("n-gram memory (head_ngram_buckets) needs the autoregressive head")
+        kw.pop("ngram_max", None)
+        kw.pop("ngram_dropout", None)
+        kw.pop("ngram_dim", None)
         return ParallelSpanHead(hidden_size, vocab_size, **kw)
     raise ValueError(f"unknown head {head!r}")
 
