@@ -129,3 +129,23 @@ def test_lr_schedule_shapes():
     assert lr_factor(0.1, 0.1, "linear", 0.0) == pytest.approx(1.0)
     assert lr_factor(1.0, 0.1, "linear", 0.0) == pytest.approx(0.0)
     assert lr_factor(0.55, 0.1, "cosine", 0.0) == pytest.approx(0.5)
+
+
+def test_ngram_tables_get_their_own_lr_and_no_weight_decay():
+    from mlmkit.training import make_optimizer
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.ngram_emb = torch.nn.Embedding(16, 4)  # a hashed n-gram table (by name)
+            self.char_emb = torch.nn.Embedding(16, 4)
+            self.out = torch.nn.Linear(4, 2)
+
+    net = Net()
+    opt = make_optimizer(net, OptimConfig(lr=1e-3, weight_decay=0.1, ngram_lr_scale=5.0), torch.device("cpu"))
+    group_of = {id(p): g for g in opt.param_groups for p in g["params"]}
+    table = group_of[id(net.ngram_emb.weight)]
+    assert table["lr"] == pytest.approx(5e-3) and table["lr_scale"] == 5.0 and table["weight_decay"] == 0.0
+    assert group_of[id(net.char_emb.weight)]["weight_decay"] == 0.1
+    assert group_of[id(net.out.weight)]["lr"] == pytest.approx(1e-3)
+    assert sum(len(g["params"]) for g in opt.param_groups) == len(list(net.parameters()))

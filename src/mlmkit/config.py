@@ -91,10 +91,12 @@ class OptimConfig:
     schedule: Literal["linear", "cosine", "constant"] = "linear"
     min_lr_ratio: float = 0.0
     grad_clip: float = 1.0
+    ngram_lr_scale: float = 1.0  # LR multiplier for hashed n-gram tables (char models; no weight decay)
 
     def __post_init__(self):
         _check(self.lr > 0, "optim.lr", "must be > 0")
         _check(len(self.betas) == 2, "optim.betas", "must be two numbers")
+        _check(self.ngram_lr_scale > 0, "optim.ngram_lr_scale", "must be > 0")
 
 
 @dataclass

@@ -482,7 +482,7 @@ def _train(clf, inputs, cfg: FinetuneConfig, device, out: Path, labels, train_ex
                 progress = max(step / total, elapsed / budget if budget else 0.0)
                 lr = cfg.lr * lr_factor(progress, cfg.warmup_ratio, "linear", 0.0)
                 for g in optimizer.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
                 loss = clf(**{k: v.to(device) for k, v in x.items()}, labels=y.to(device)).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(clf.parameters(), 1.0)
