@@ -1,6 +1,7 @@
 """Time per training step of the character encoder alone vs. encoder + span head.
 
     python bench/char_head_overhead.py [--size tiny] [--batch 128] [--steps 20] [--head-kind gru]
+    python bench/char_head_overhead.py --preset domains-tiny     # the preset's model and batch size
 
 "Encoder alone" = forward + backward of the encoder with a trivial loss on the masked positions'
 states; "with head" = the real training step (encoder + autoregressive span head + cross-entropy).
@@ -30,13 +31,24 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--preset", default=None,
+                    help="take the model section and batch size of a char preset (e.g. domains-tiny, with its "
+                         "n-gram tables and head memory); --size/--rate/--head/--head-kind/--batch are then ignored")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    task = CharMLMTask(CharDataConfig(eval_size=0, valid_fraction=0.01),
-                       CharModelConfig(encoder=args.encoder, size=args.size, downsampling_rate=args.rate,
-                                       head=args.head, head_kind=args.head_kind, dropout=0.0),
+    if args.preset:
+        from mlmkit.config import build_config, load_preset
+
+        cfg = build_config(load_preset(args.preset))
+        model_cfg, args.batch = cfg.model, cfg.train.batch_size
+        args.encoder, args.size, args.rate = model_cfg.encoder, model_cfg.size, model_cfg.downsampling_rate
+        args.head, args.head_kind = model_cfg.head, model_cfg.head_kind
+    else:
+        model_cfg = CharModelConfig(encoder=args.encoder, size=args.size, downsampling_rate=args.rate,
+                                    head=args.head, head_kind=args.head_kind, dropout=0.0)
+    task = CharMLMTask(CharDataConfig(eval_size=0, valid_fraction=0.01), model_cfg,
                        SpanMaskConfig(), batch_size=args.batch, seed=0)
     model = task.model.train()
     it = task.train_batches(0)
@@ -68,7 +80,9 @@ def main() -> None:
     e, f = statistics.median(t_enc), statistics.median(t_full)
     n_enc = sum(p.numel() for p in model.encoder.parameters())
     n_head = sum(p.numel() for p in model.head.parameters())
-    print(f"encoder {args.encoder}/{args.size} r={args.rate} ({n_enc:,} params), head {args.head}/{args.head_kind} ({n_head:,} params), batch {args.batch}, threads {torch.get_num_threads()}")
+    print(f"encoder {args.encoder}/{args.size} r={args.rate} ({n_enc:,} params), head {args.head}/{args.head_kind} "
+          f"({n_head:,} params), batch {args.batch}, threads {torch.get_num_threads()}"
+          + (f", preset {args.preset}" if args.preset else ""))
     print(f"encoder fwd+bwd:        {e * 1000:8.1f} ms/step  {chars / e:10,.0f} chars/s")
     print(f"encoder + head fwd+bwd: {f * 1000:8.1f} ms/step  {chars / f:10,.0f} chars/s")
     print(f"head overhead ratio: {f / e:.3f}")
