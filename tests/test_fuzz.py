@@ -304,6 +304,7 @@ def test_build_config(raw):
 @example(item="train.batch_size=" + "[" * 3_000)
 @example(item="=3")
 @example(item="a..b=\x00")
+@example(item="0\n0=0")  # a newline in an unknown key stayed in the one-line error
 def test_parse_override(item):
     try:
         override = parse_override(item)

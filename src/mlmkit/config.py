@@ -164,6 +164,11 @@ def _check(ok: bool, key: str, why: str) -> None:
 # ---------------------------------------------------------------------------------- loading
 
 
+def _shown(key: Any) -> str:
+    """A key as it can be printed on one line (a newline in a --set key is shown as \\n)."""
+    return repr(str(key))[1:-1]
+
+
 def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
     """Build dataclass `cls` from a mapping, checking keys and coercing values by type hint."""
     if data is None:
@@ -177,7 +182,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         dotted = f"{prefix}{key}"
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key '{dotted}' (known keys here: {known})")
+            raise ConfigError(f"unknown config key '{_shown(dotted)}' (known keys here: {known})")
         kwargs[key] = _coerce(hints[key], value, dotted)
     try:
         return cls(**kwargs)
@@ -343,7 +348,7 @@ def build_config(raw: dict) -> Config:
         if key in ("task", "description"):
             continue
         if key not in types_:
-            raise ConfigError(f"unknown config key '{key}' (known sections: {', '.join(sorted(types_))})")
+            raise ConfigError(f"unknown config key '{_shown(key)}' (known sections: {', '.join(sorted(types_))})")
         kwargs[key] = from_dict(types_[key], value, key + ".")
     for key, tp in types_.items():
         kwargs.setdefault(key, tp())
