@@ -154,6 +154,7 @@ class CharModelConfig:
     head_ngram_max: int = 6  # longest n-gram of the head's memory (orders 1..head_ngram_max, each side)
     head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
+    sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under DDP/FSDP)
 
     def __post_init__(self):
         _need(self.encoder in ("scratch", "canine"), "model.encoder", "must be scratch|canine")
@@ -236,6 +237,11 @@ class CharMLMModel(nn.Module):
                                dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
                                ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
                                ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
+
+        if cfg.sparse_ngram:  # the trainer pairs these tables with SparseAdam (training.SplitOptimizer)
+            for name, m in self.named_modules():
+                if isinstance(m, nn.Embedding) and "ngram" in name:
+                    m.sparse = True
 
     def encoder_config(self) -> dict:
         if isinstance(self.encoder, CanineCharEncoder):

@@ -123,7 +123,9 @@ class SpanHeadBase(nn.Module):
         `input_idx` (the masked input, alphabet indices) is needed by a head with n-gram memory."""
         if spans.shape[0] == 0:  # a batch without masked spans: empty logits, still in the graph
             out = hidden.new_zeros(0, targets.shape[1], self.vocab_size) + hidden.sum() * 0.0
-            return out if self.ngram is None else out + self.ngram.emb.weight.sum() * 0.0
+            if self.ngram is not None:  # through a look-up: a sparse table needs a sparse gradient
+                out = out + self.ngram.emb(spans.new_zeros(1)).sum() * 0.0
+            return out
         ctx, valid = gather_span_context(hidden, spans, targets.shape[1])
         gold = targets.clamp_min(0)
         feats = None
