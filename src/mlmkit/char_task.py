@@ -77,7 +77,7 @@ from mlmkit.data.domains import (
     is_validation,
 )
 from mlmkit.errors import ConfigError, DataError, MlmkitError
-from mlmkit.models.char_encoder import ENCODER_SIZES, CanineCharEncoder, ScratchCharEncoder
+from mlmkit.models.char_encoder import ENCODER_SIZES, CanineCharEncoder, ScratchCharEncoder, ngram_tables
 from mlmkit.models.span_head import build_head, span_loss
 from mlmkit.span_masking import _spans_from_mask, mask_spans, span_targets
 from mlmkit.task import Batch, LossOutput
@@ -239,9 +239,8 @@ class CharMLMModel(nn.Module):
                                ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
 
         if cfg.sparse_ngram:  # the trainer pairs these tables with SparseAdam (training.SplitOptimizer)
-            for name, m in self.named_modules():
-                if isinstance(m, nn.Embedding) and "ngram" in name:
-                    m.sparse = True
+            for table in ngram_tables(self):
+                table.sparse = True
 
     def encoder_config(self) -> dict:
         if isinstance(self.encoder, CanineCharEncoder):

@@ -25,6 +25,7 @@ from .progress import progress_bar, write as progress_write
 from . import checkpoint as ckpt_io
 from .config import OptimConfig, TrainConfig
 from .errors import MlmkitError
+from .models.char_encoder import ngram_tables
 from .task import Task
 
 
@@ -74,10 +75,6 @@ class SplitOptimizer:
     def param_groups(self):
         return self.dense.param_groups + self.sparse.param_groups
 
-    @property
-    def state(self):
-        return {**self.dense.state, **self.sparse.state}
-
     def step(self, closure=None):
         self.dense.step()
         self.sparse.step()
@@ -101,8 +98,7 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, device: torch.devic
     # Hashed n-gram tables (char models) are memories, not features: a row is touched only when
     # its context occurs, so it gets its own LR multiplier and no weight decay (which would erase
     # rare contexts between their occurrences).
-    tables = {id(m.weight): m.sparse for name, m in model.named_modules()
-              if isinstance(m, torch.nn.Embedding) and "ngram" in name}
+    tables = {id(m.weight): m.sparse for m in ngram_tables(model)}
     decay, no_decay, memory, sparse = [], [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:

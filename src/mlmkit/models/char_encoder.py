@@ -36,6 +36,19 @@ ENCODER_SIZES: dict[str, dict[str, int]] = {
 }
 
 
+def ngram_hash_step(h: torch.Tensor, c: torch.Tensor, salt: int) -> torch.Tensor:
+    """Extend the rolling hash `h` of an n-gram by one more character id `c` (non-negative int64;
+    the result stays below 2^31, so no step can overflow int64). Shared by the encoder's n-gram
+    embeddings and the span head's n-gram memory."""
+    return (h * 1_000_003 + c * 7_919 + salt) % 2_147_483_647
+
+
+def ngram_tables(model: nn.Module) -> list[nn.Embedding]:
+    """The hashed n-gram tables of a model (embeddings whose module name contains ``ngram``):
+    memories with a row per hashed context, which the trainer optimises apart (`training.make_optimizer`)."""
+    return [m for name, m in model.named_modules() if isinstance(m, nn.Embedding) and "ngram" in name]
+
+
 def _stack(n: int, d: int, heads: int, ff: int, dropout: float) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, n, enable_nested_tensor=False)
@@ -125,7 +138,7 @@ class ScratchCharEncoder(nn.Module):
                     other = F.pad(x, (n - 1, 0))[:, :L]
                 else:  # the character n-1 places ahead
                     other = F.pad(x, (0, n - 1))[:, n - 1:]
-                h = (h * 1_000_003 + other * 7_919 + n) % 2_147_483_647  # < 2^62: no int64 overflow
+                h = ngram_hash_step(h, other, n)
                 out.append(h % buckets + len(out) * buckets)
         return torch.stack(out, -1)
 

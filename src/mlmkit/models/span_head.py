@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from mlmkit.models.char_encoder import ngram_hash_step
 from mlmkit.span_masking import span_gather_index
 
 
@@ -34,11 +35,6 @@ def gather_span_context(hidden: torch.Tensor, spans: torch.Tensor, lmax: int | N
     index, valid = span_gather_index(spans, L, lmax)
     ctx = hidden.reshape(B * L, D).index_select(0, index.reshape(-1)).view(*index.shape, D)
     return ctx, valid
-
-
-def _mix(h: torch.Tensor, c: torch.Tensor, salt: int) -> torch.Tensor:
-    """One step of a polynomial rolling hash over non-negative int64 ids (stays below 2^62)."""
-    return (h * 1_000_003 + c * 7_919 + salt) % 2_147_483_647
 
 
 class SpanNgramMemory(nn.Module):
@@ -67,8 +63,8 @@ class SpanNgramMemory(nn.Module):
     def windows(self, input_idx: torch.Tensor, spans: torch.Tensor, lmax: int):
         """(left (S, max_n + lmax), right (S, max_n), lengths (S,)): the masked input from max_n
         characters before each span to its end, and the max_n characters after it (PAD outside
-        the row). The span's own slots in `left` are overwritten by `fill` as characters become
-        known."""
+        the row). The span's own slots in `left` (from index max_n on) are overwritten with its
+        characters as they become known: gold in training, chosen ones in decoding."""
         B, L = input_idx.shape
         K = self.max_n
         row, start, length = spans[:, 0:1], spans[:, 1:2], spans[:, 2:3]
@@ -90,15 +86,15 @@ class SpanNgramMemory(nn.Module):
         h = left[:, K - 1 + t0: K - 1 + t0 + T]  # the character just before p
         for n in range(1, K + 1):
             if n > 1:
-                h = _mix(h, left[:, K - n + t0: K - n + t0 + T], n)
+                h = ngram_hash_step(h, left[:, K - n + t0: K - n + t0 + T], n)
             ids.append(h % self.buckets + (n - 1) * self.buckets)
         t = torch.arange(t0, t0 + T, device=left.device)
         dist = (lengths[:, None] - t[None]).clamp(1, self.max_dist)  # (S, T)
         r = right[:, 0]
         for n in range(1, K + 1):
             if n > 1:
-                r = _mix(r, right[:, n - 1], n)
-            ids.append(_mix(r[:, None], dist, 97) % self.buckets + (K + n - 1) * self.buckets)
+                r = ngram_hash_step(r, right[:, n - 1], n)
+            ids.append(ngram_hash_step(r[:, None], dist, 97) % self.buckets + (K + n - 1) * self.buckets)
         emb = self.emb(torch.stack(ids, -1))  # (S, T, 2K, dim)
         if self.training and self.drop > 0:
             # Drop whole look-ups: the rows memorise training names, and a model that always finds
@@ -333,11 +329,9 @@ def build_head(head: str, hidden_size: int, vocab_size: int, **kw) -> SpanHeadBa
         return AutoregressiveSpanHead(hidden_size, vocab_size, kind="transformer", **kw)
     if head == "parallel":
         kw.pop("kind", None)
-        if kw.pop("ngram_buckets", 0):
+        memory = {k: kw.pop(k) for k in [k for k in kw if k.startswith("ngram_")]}
+        if memory.get("ngram_buckets"):
             raise ValueError("n-gram memory (head_ngram_buckets) needs the autoregressive head")
-        kw.pop("ngram_max", None)
-        kw.pop("ngram_dropout", None)
-        kw.pop("ngram_dim", None)
         return ParallelSpanHead(hidden_size, vocab_size, **kw)
     raise ValueError(f"unknown head {head!r}")
 
