@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from mlmkit.char_task import CharDataConfig, CharMLMTask, CharModelConfig, SpanMaskConfig
+from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
+from mlmkit.char_mlm.task import CharMLMTask
 
 
 def main() -> None:
@@ -39,17 +40,18 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.preset:
-        from mlmkit.config import build_config, load_preset
+        from mlmkit.config import load_preset
+        from mlmkit.families import build_config
 
         cfg = build_config(load_preset(args.preset))
         model_cfg, args.batch = cfg.model, cfg.train.batch_size
-        args.encoder, args.size, args.rate = model_cfg.encoder, model_cfg.size, model_cfg.downsampling_rate
+        args.encoder, args.size, args.rate = model_cfg.arch, model_cfg.size, model_cfg.downsampling_rate
         args.head, args.head_kind = model_cfg.head, model_cfg.head_kind
     else:
-        model_cfg = CharModelConfig(encoder=args.encoder, size=args.size, downsampling_rate=args.rate,
+        model_cfg = CharModelConfig(arch=args.encoder, size=args.size, downsampling_rate=args.rate,
                                     head=args.head, head_kind=args.head_kind, dropout=0.0)
-    task = CharMLMTask(CharDataConfig(eval_size=0, valid_fraction=0.01), model_cfg,
-                       SpanMaskConfig(), batch_size=args.batch, seed=0)
+    data = CharDataConfig(train=["mlmkit:samples/domains.txt"], max_eval_samples=0, validation_fraction=0.01)
+    task = CharMLMTask(data, model_cfg, CharMaskingConfig(), batch_size=args.batch, seed=0)
     model = task.model.train()
     it = task.train_batches(0)
     batches = [next(it) for _ in range(args.steps)]

@@ -97,7 +97,7 @@ def english_texts(max_records: int | None = None) -> tuple[list[str], str]:
         path = None
     finally:
         sys.path.pop(0)
-    from mlmkit.data.sources import read_texts
+    from mlmkit.data.records import read_texts
 
     if path is not None:
         texts, name = read_texts(str(path), on_bad="skip", max_samples=max_records), "bbc-news"
@@ -112,7 +112,7 @@ def english_texts(max_records: int | None = None) -> tuple[list[str], str]:
 def domain_texts(max_records: int | None = None) -> list[str]:
     from importlib import resources
 
-    from mlmkit.data.sources import read_texts
+    from mlmkit.data.records import read_texts
 
     path = str(resources.files("mlmkit") / "samples" / "domains.txt")
     return read_texts(path, on_bad="skip", max_samples=max_records)
@@ -122,7 +122,7 @@ def get_tokenizer(texts: Sequence[str], name: str, vocab_size: int = VOCAB):
     """A WordPiece tokenizer trained on `texts` with mlmkit, cached under .cache/bench."""
     from transformers import PreTrainedTokenizerFast
 
-    from mlmkit.data.tokenizers import train_tokenizer
+    from mlmkit.token_mlm.tokenizers import train_tokenizer
 
     h = hashlib.sha1()
     for t in texts[:: max(1, len(texts) // 2000)]:
@@ -145,7 +145,7 @@ def get_tokenizer(texts: Sequence[str], name: str, vocab_size: int = VOCAB):
 def build_bert(tokenizer, seed: int = 0, max_length: int = 128, dropout: float | None = None, **overrides):
     """The benchmark model (same function, same seed, same weights for mlmkit and the Trainer).
     `dropout`: hidden and attention dropout (None: BERT's 0.1); it does not change the weights."""
-    from mlmkit.models import build_model
+    from mlmkit.token_mlm.model import build_model
 
     if dropout is not None:
         overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
@@ -197,7 +197,7 @@ class Hparams:
 
 def mlmkit_configs(out_dir: str, *, steps: int, batch_size: int, hp: Hparams, compile: bool = False,
                    eval_every: int = 10**9, seed: int = 0):
-    from mlmkit.config import OptimConfig, TrainConfig
+    from mlmkit.engine.config import OptimConfig, TrainConfig
 
     tc = TrainConfig(output_dir=out_dir, seed=seed, batch_size=batch_size, max_steps=steps, compile=compile,
                      eval_every=eval_every, eval_at_start=False, log_every=1, save_every=0,

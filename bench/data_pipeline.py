@@ -64,10 +64,10 @@ def main() -> None:
 
     from transformers import DataCollatorForLanguageModeling
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import group_texts, line_by_line
-    from mlmkit.token_task import TokenMLMTask, make_masker
-    from mlmkit.training import train
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import group_texts, line_by_line
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.engine.loop import train
 
     settings = []
     texts, name = C.english_texts(2000 if args.quick else None)

@@ -47,9 +47,9 @@ def main() -> None:
 
     from transformers import DataCollatorForLanguageModeling
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import group_texts
-    from mlmkit.token_task import TokenMLMTask, make_masker
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import group_texts
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
 
     texts, data_name = C.english_texts(args.max_records)
     tok = C.get_tokenizer(texts, data_name)

@@ -1,6 +1,6 @@
 """Bidirectional character n-gram baseline for masked-character prediction on domain names.
 
-    python bench/ngram_baseline.py [--source sample] [--orders 3,4,5,6,7,8] [--model-dir RUN/model]
+    python bench/ngram_baseline.py [--data mlmkit:samples/domains.txt] [--orders 3,4,5,6,7,8] [--model-dir RUN/model]
 
 Trains two interpolated Witten-Bell character n-gram models on the *training* split (every valid
 name that is not held out by the hash split):
@@ -10,7 +10,7 @@ name that is not held out by the hash split):
   known character on the right, 1..max_span, so characters inside a span are handled too)
 
 and predicts a masked character by the product of experts  P(c) ∝ P_L(c|left) P_R(c|right) / P(c).
-It is scored on exactly the held-out names and masks that `char_evaluate` uses (same
+It is scored on exactly the held-out names and masks that `mlmkit eval` uses (same
 `CharDataConfig` split, same seeds, batch size 256), with the same information as the
 autoregressive head: the gold characters earlier in the *same* span are known (teacher forcing),
 characters of other masked spans are not (contexts stop at them). Prints masked-character
@@ -33,17 +33,13 @@ from collections import defaultdict
 
 import torch
 
-from mlmkit.char_task import (
-    CharDataConfig,
-    CharMLMTask,
-    SpanMaskConfig,
-    _seed_of,
-    char_evaluate,
-    load_char_model,
-    make_batch,
-)
-from mlmkit.data.domains import Alphabet, DomainFilter, DomainSource, is_validation
-from mlmkit.models.span_head import span_loss
+from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig
+from mlmkit.char_mlm.data import Alphabet, DomainFilter, DomainSource, is_validation
+from mlmkit.char_mlm.evaluate import evaluate_char_model
+from mlmkit.char_mlm.heads import span_loss
+from mlmkit.char_mlm.masking import make_batch
+from mlmkit.char_mlm.model import load_char_model
+from mlmkit.char_mlm.task import CharMLMTask, _seed_of
 
 BOS, EOS = "\x02", "\x03"
 
@@ -97,7 +93,7 @@ def train(names, order: int, max_span: int, vocab: list[str]):
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--source", default="sample")
+    ap.add_argument("--data", default="mlmkit:samples/domains.txt", help="training data (when no --model-dir)")
     ap.add_argument("--orders", default="3,4,5,6,7,8",
                     help="n-gram orders to score (one model of the largest order is trained; lower "
                          "orders use its shorter contexts)")
@@ -113,23 +109,22 @@ def main() -> None:
         dcfg, mcfg = bundle.data, bundle.masking
     else:
         bundle = None
-        dcfg, mcfg = CharDataConfig(source=args.source), SpanMaskConfig()
+        dcfg, mcfg = CharDataConfig(train=[args.data]), CharMaskingConfig()
     if args.eval_size:
-        dcfg = dataclasses_replace(dcfg, eval_size=args.eval_size)
+        dcfg = dataclasses_replace(dcfg, max_eval_samples=args.eval_size)
     if args.holdout_key:
         dcfg = dataclasses_replace(dcfg, holdout_key=args.holdout_key)
-    # the held-out names exactly as char_evaluate picks them
+    # the held-out names exactly as `mlmkit eval` picks them
     task = CharMLMTask(dataclasses_replace(dcfg, max_samples=None, alphabet=None), None, mcfg,
                        batch_size=256, seed=args.seed, build_model=False,
                        alphabet=bundle.alphabet if bundle else None)
     eval_names = task.eval_domains
     # training split
-    src = DomainSource(dcfg.source, dcfg.format, dcfg.column, dcfg.split, dcfg.chunk_bytes,
-                       dcfg.hub_config, dcfg.hub_data_files)
-    flt = DomainFilter(dcfg.idn, "skip", dcfg.max_length)
+    src = DomainSource(dcfg.train, dataclasses_replace(dcfg, on_bad_record="skip"))
+    ctx = src.ctx()
     train_names = []
-    for d in flt.filter(src.iter_records()):
-        if not is_validation(d, dcfg.valid_fraction, dcfg.holdout_key):
+    for d in DomainFilter(dcfg.idn, dcfg.max_length).filter(src.iter_records(ctx), ctx):
+        if not is_validation(d, dcfg.validation_fraction, dcfg.holdout_key):
             train_names.append(d)
             if dcfg.max_samples and len(train_names) >= dcfg.max_samples:
                 break
@@ -206,10 +201,10 @@ def main() -> None:
         if bundle is not None:
             print(f"  model ({args.model_dir}): accuracy {model_stats[k][0] / N:.4f}  bits/char {model_stats[k][1] / N:.3f}")
     if bundle is not None:
-        m = char_evaluate(bundle, None, batch_size=256, seed=args.seed)
-        print(f"model, `mlmkit eval` ({args.model_dir}): masked-char accuracy {m['char_accuracy']:.4f}  "
-              f"bits/char {m['bits_per_char']:.3f}  span exact match {m.get('span_exact_match', float('nan')):.4f}  "
-              f"(masked chars {m['masked_chars']:,})")
+        m = evaluate_char_model(bundle, None, batch_size=256, seed=args.seed)
+        print(f"model, `mlmkit eval` ({args.model_dir}): masked-char accuracy {m['eval_accuracy']:.4f}  "
+              f"bits/char {m['eval_bits_per_char']:.3f}  span exact match {m['eval_span_exact_match']:.4f}  "
+              f"(masked chars {m['eval_targets']:,})")
     for k in ("all", "mask"):
         best_bpc = min(orders, key=lambda o: bits[k][o])
         best_acc = max(orders, key=lambda o: correct[k][o])

@@ -65,10 +65,10 @@ def main() -> None:
     from torch.profiler import ProfilerActivity, profile
     from transformers import DataCollatorForLanguageModeling
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import group_texts
-    from mlmkit.token_task import TokenMLMTask, make_masker
-    from mlmkit.training import make_optimizer
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import group_texts
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.engine.optim import make_optimizer
 
     texts, name = C.english_texts(3000 if args.quick else None)
     tok = C.get_tokenizer(texts, name)

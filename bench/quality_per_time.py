@@ -52,10 +52,11 @@ def main() -> None:
         args.max_records = args.max_records or 2000
     C.setup(args.threads)
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import group_texts, split_validation
-    from mlmkit.token_task import TokenMLMTask, make_masker
-    from mlmkit.training import evaluate, train
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import group_texts, split_validation
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.engine.evaluation import evaluate
+    from mlmkit.engine.loop import train
 
     texts, data_name = C.english_texts(args.max_records)
     tok = C.get_tokenizer(texts, data_name)
@@ -63,7 +64,7 @@ def main() -> None:
     B, T = args.batch, args.seq
     seqs = group_texts(train_texts, tok, T, progress=False)
     val = group_texts(val_texts, tok, T, progress=False)
-    from mlmkit.token_task import subset
+    from mlmkit.token_mlm.data import subset
 
     val = subset(val, range(min(len(val), args.eval_seqs)))
     ref_ds = C.reference_dataset(train_texts, tok, T, "group_texts")

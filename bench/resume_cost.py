@@ -28,12 +28,13 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from mlmkit import checkpoint as ckpt_io
-from mlmkit.config import OptimConfig, TrainConfig
-from mlmkit.data.preprocessing import Sequences
-from mlmkit.masking import TokenMasker
-from mlmkit.token_task import TokenMLMTask
-from mlmkit.training import make_optimizer, train
+from mlmkit.engine import checkpoint as ckpt_io
+from mlmkit.engine.config import OptimConfig, TrainConfig
+from mlmkit.token_mlm.data import Sequences
+from mlmkit.token_mlm.masking import TokenMasker
+from mlmkit.token_mlm.task import TokenMLMTask
+from mlmkit.engine.loop import train
+from mlmkit.engine.optim import make_optimizer
 
 VOCAB = 1000
 

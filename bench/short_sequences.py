@@ -52,10 +52,10 @@ def main() -> None:
         args.max_records = args.max_records or 5000
     C.setup(args.threads)
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import line_by_line
-    from mlmkit.token_task import TokenMLMTask, make_masker
-    from mlmkit.training import train
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import line_by_line
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.engine.loop import train
 
     texts = C.domain_texts(args.max_records)
     tok = C.get_tokenizer(texts, "domains")

@@ -53,10 +53,10 @@ def main() -> None:
 
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
 
-    from mlmkit.config import MaskingConfig
-    from mlmkit.data.preprocessing import group_texts
-    from mlmkit.token_task import TokenMLMTask, make_masker
-    from mlmkit.training import train
+    from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
+    from mlmkit.token_mlm.data import group_texts
+    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.engine.loop import train
 
     t0 = time.perf_counter()
     texts, data_name = C.english_texts(args.max_records)

@@ -19,7 +19,7 @@ def english_texts() -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer(english_texts):
-    from mlmkit.data.tokenizers import train_tokenizer
+    from mlmkit.token_mlm.tokenizers import train_tokenizer
 
     return train_tokenizer(english_texts[:3000], kind="wordpiece", vocab_size=1000, show_progress=False)
 

@@ -1,6 +1,7 @@
 import pytest
 
-from mlmkit.config import parse_override, preset_names, resolve_config
+from mlmkit.config import parse_override, preset_names
+from mlmkit.families import resolve_config
 from mlmkit.errors import ConfigError
 
 

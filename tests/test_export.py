@@ -6,13 +6,15 @@ import json
 import pytest
 import torch
 
-from mlmkit.config import OptimConfig, TrainConfig, build_config, save_config
-from mlmkit.data.preprocessing import group_texts
+from mlmkit.config import save_config
+from mlmkit.engine.config import OptimConfig, TrainConfig
+from mlmkit.families import build_config
+from mlmkit.token_mlm.data import group_texts
 from mlmkit.errors import MlmkitError
 from mlmkit.export import export
-from mlmkit.masking import TokenMasker
-from mlmkit.token_task import TokenMLMTask
-from mlmkit.training import train
+from mlmkit.token_mlm.masking import TokenMasker
+from mlmkit.token_mlm.task import TokenMLMTask
+from mlmkit.engine.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -105,14 +107,17 @@ def test_export_errors_are_clear(run_dir, tmp_path):
 
 
 def test_character_model_export_uses_mlmkits_loader(tmp_path):
-    from mlmkit.char_task import (CharDataConfig, CharMLMTask, CharModelConfig, SpanMaskConfig,
-                                  encode_domains, load_char_model, load_scratch_encoder)
+    from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
+    from mlmkit.char_mlm.export import load_scratch_encoder
+    from mlmkit.char_mlm.masking import encode_domains
+    from mlmkit.char_mlm.model import load_char_model
+    from mlmkit.char_mlm.task import CharMLMTask
 
     names = tmp_path / "domains.txt"
     names.write_text("".join(f"{w}{i}.com\n" for i in range(40) for w in ("mail", "shop", "box")))
-    task = CharMLMTask(CharDataConfig(source=str(names), eval_size=8),
+    task = CharMLMTask(CharDataConfig(train=[str(names)], max_eval_samples=8),
                        CharModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64),
-                       SpanMaskConfig(), batch_size=8)
+                       CharMaskingConfig(), batch_size=8)
     run = tmp_path / "run"
     task.save_pretrained(task.model, run / "model")
     out = tmp_path / "exp"

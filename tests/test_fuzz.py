@@ -26,8 +26,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from mlmkit.config import build_config, load_yaml, parse_override
-from mlmkit.data.sources import ReadStats, iter_records
+from mlmkit.config import load_yaml, parse_override
+from mlmkit.families import build_config
+from mlmkit.data.records import ReadStats, iter_records
 from mlmkit.errors import ConfigError, DataError, MlmkitError
 
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -2,22 +2,28 @@
 
 Python API (the CLI is a thin layer over it):
 
-    from mlmkit import resolve_config, build_token_task, train
+    from mlmkit import resolve_config, build_task, train
     cfg = resolve_config(preset="scratch-tiny", overrides=["data.train=corpus.txt"])
-    summary = train(build_token_task(cfg), cfg.train, cfg.optim)
+    summary = train(build_task(cfg), cfg.train, cfg.optim)
 
 Any encoder module can be pre-trained with `EncoderForMaskedLM` and `TokenMLMTask`.
 """
 
-from .config import Config, resolve_config
-from .masking import MaskedBatch, TokenMasker
-from .models import EncoderForMaskedLM, MaskedLMHead, build_model, load_model, masked_logits
-from .token_task import TokenMLMTask, build_token_task
-from .training import evaluate, train
+from .char_mlm.task import CharMLMTask
+from .engine import LossOutput, OptimConfig, Task, TaskBase, TrainConfig, evaluate, train
+from .families import build_config, build_task, resolve_config
+from .token_mlm.config import TokenConfig
+from .token_mlm.heads import EncoderForMaskedLM, MaskedLMHead
+from .token_mlm.masking import MaskedBatch, TokenMasker
+from .token_mlm.model import build_model, load_model, masked_logits
+from .token_mlm.task import TokenMLMTask, build_token_task
+from .char_mlm.config import CharConfig
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Config", "resolve_config", "MaskedBatch", "TokenMasker", "EncoderForMaskedLM", "MaskedLMHead",
-    "build_model", "load_model", "masked_logits", "TokenMLMTask", "build_token_task", "evaluate", "train",
+    "resolve_config", "build_config", "build_task", "train", "evaluate", "TokenConfig", "CharConfig",
+    "TrainConfig", "OptimConfig", "Task", "TaskBase", "LossOutput", "MaskedBatch", "TokenMasker",
+    "EncoderForMaskedLM", "MaskedLMHead", "build_model", "load_model", "masked_logits", "TokenMLMTask",
+    "build_token_task", "CharMLMTask",
 ]

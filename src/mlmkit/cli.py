@@ -31,12 +31,6 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
-def _config(preset, config, sets, extra: dict):
-    from .config import resolve_config
-
-    return resolve_config(preset, config, sets, extra)
-
-
 @app.command()
 def train(
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset (see `mlmkit presets`)."),
@@ -54,43 +48,29 @@ def train(
                                            help="Under torchrun: ddp (default) or fsdp (train.strategy)."),
 ):
     """Pre-train (from scratch or continued) and save a Hugging Face model folder."""
-    from .config import save_config
-    from .training import train as run_training
-
-    extra: dict = {}
-    if data:
-        extra.setdefault("data", {})["train"] = list(data)
-    if validation:
-        extra.setdefault("data", {})["validation"] = list(validation)
-    if output:
-        extra.setdefault("train", {})["output_dir"] = output
-    if init_from:
-        extra.setdefault("model", {})["init_from"] = init_from
-    if trust_remote_code:
-        extra.setdefault("model", {})["trust_remote_code"] = True
-    if max_steps is not None:
-        extra.setdefault("train", {})["max_steps"] = max_steps
-    if max_minutes is not None:
-        extra.setdefault("train", {})["max_minutes"] = max_minutes
-    if strategy is not None:
-        extra.setdefault("train", {})["strategy"] = strategy
-    cfg = _config(preset, config, sets, extra)
     from pathlib import Path
 
+    from .config import save_config
+    from .engine.loop import train as run_training
+    from .families import build_task, resolve_config
+
+    extra: dict = {}
+    for section, key, value in (("data", "train", list(data or []) or None),
+                                ("data", "validation", list(validation or []) or None),
+                                ("train", "output_dir", output), ("model", "init_from", init_from),
+                                ("model", "trust_remote_code", True if trust_remote_code else None),
+                                ("train", "max_steps", max_steps), ("train", "max_minutes", max_minutes),
+                                ("train", "strategy", strategy)):
+        if value is not None:
+            extra.setdefault(section, {})[key] = value
+    cfg = resolve_config(preset, config, sets, extra)
     out = Path(cfg.train.output_dir)
     rank0 = int(os.environ.get("RANK", 0)) == 0
     log = _echo if rank0 else (lambda s: None)
     if rank0:
         out.mkdir(parents=True, exist_ok=True)
         save_config(cfg, out / "config.yaml")
-    if cfg.task == "char":
-        from .char_task import build_char_task
-
-        task = build_char_task(cfg, log=log)
-    else:
-        from .token_task import build_token_task
-
-        task = build_token_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=resume)
+    task = build_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=resume)
     summary = run_training(task, cfg.train, cfg.optim, resume=resume, log=log)
     if rank0:
         typer.echo(json.dumps(summary, indent=2))
@@ -101,32 +81,34 @@ def train(
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Argument(..., help="Model folder, run folder or hub name."),
-    data: List[str] = typer.Option(..., "--data", "-d", help="Evaluation data."),
-    text_column: str = typer.Option("text", "--text-column"),
-    mode: str = typer.Option("group_texts", "--mode", help="line_by_line or group_texts."),
-    max_length: int = typer.Option(128, "--max-length"),
-    whole_word: bool = typer.Option(False, "--whole-word"),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    data: Optional[List[str]] = typer.Option(None, "--data", "-d",
+                                             help="Evaluation data (character models: default the held-out names)."),
+    sets: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override, e.g. data.max_length=64 (repeatable)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="data.text_column"),
+    mode: Optional[str] = typer.Option(None, "--mode", help="data.mode: line_by_line or group_texts (token models)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="data.max_length"),
+    whole_word: Optional[bool] = typer.Option(None, "--whole-word/--no-whole-word", help="masking.whole_word (token models)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples"),
-    on_bad_record: str = typer.Option("error", "--on-bad-record", help="error or skip."),
+    on_bad_record: Optional[str] = typer.Option(None, "--on-bad-record", help="data.on_bad_record: error or skip."),
 ):
-    """Token-weighted perplexity and masked accuracy on a fixed, seeded mask."""
-    from .evaluation import is_char_model, resolve_model_dir
+    """Token-weighted loss, perplexity and accuracy on a fixed, seeded mask. Settings not given
+    are the run's own (its config.yaml or the model folder's)."""
+    from .config import deep_merge, parse_override
+    from .families import family_of_model
+    from .runs import resolve_model_dir
 
-    if is_char_model(resolve_model_dir(model)):
-        from .char_task import char_evaluate
-
-        result = char_evaluate(resolve_model_dir(model), list(data), max_samples=max_samples)
-    else:
-        from .config import build_config
-        from .evaluation import evaluate_token_model
-
-        cfg = build_config({"data": {"text_column": text_column, "mode": mode, "max_length": max_length,
-                                     "max_samples": max_samples, "max_eval_samples": None,
-                                     "on_bad_record": on_bad_record},
-                            "masking": {"whole_word": whole_word}})
-        result = evaluate_token_model(model, list(data), data_cfg=cfg.data, masking=cfg.masking,
-                                      batch_size=batch_size, log=_echo)
+    overrides: dict = {}
+    for section, key, value in (("data", "text_column", text_column), ("data", "mode", mode),
+                                ("data", "max_length", max_length), ("data", "on_bad_record", on_bad_record),
+                                ("masking", "whole_word", whole_word)):
+        if value is not None:
+            overrides.setdefault(section, {})[key] = value
+    for item in sets or []:
+        overrides = deep_merge(overrides, parse_override(item))
+    fam = family_of_model(resolve_model_dir(model))
+    result = fam.evaluate(model, list(data or []), overrides=overrides, batch_size=batch_size,
+                          max_samples=max_samples, log=_echo)
     typer.echo(json.dumps(result, indent=2))
 
 
@@ -137,39 +119,18 @@ def predict(
     top_k: int = typer.Option(5, "--top-k", "-k"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
-    """Fill the masks: top-k candidates with probabilities."""
-    from .evaluation import is_char_model, resolve_model_dir
+    """Fill the masks: top-k candidates with probabilities (character models: log-probabilities)."""
+    from .families import family_of_model
+    from .runs import resolve_model_dir
 
     path = resolve_model_dir(model)
-    if is_char_model(path):
-        from .char_task import char_predict
-
-        for text in texts:
-            cands = char_predict(path, text, k=top_k)
-            if as_json:
-                typer.echo(json.dumps({"input": text, "fills": [{"text": s, "score": sc} for s, sc in cands]}))
-            else:
-                typer.echo(text)
-                for s, sc in cands:
-                    typer.echo(f"  {sc:8.4f}  {s}")
-        return
-    from .data.tokenizers import load_tokenizer
-    from .inference import fill_mask
-    from .models import load_model
-
-    tokenizer = load_tokenizer(path)
-    mdl = load_model(path)
-    for text in texts:
-        fills = fill_mask(mdl, tokenizer, text, top_k=top_k)
+    fam = family_of_model(path)
+    for result in fam.predict(path, list(texts), top_k=top_k):
         if as_json:
-            typer.echo(json.dumps({"input": text, "masks": [[f.__dict__ for f in row] for row in fills]}))
-            continue
-        typer.echo(text)
-        for i, row in enumerate(fills):
-            if len(fills) > 1:
-                typer.echo(f"  mask {i + 1}:")
-            for f in row:
-                typer.echo(f"  {f.score:7.4f}  {f.token:<15} {f.sequence}")
+            typer.echo(json.dumps(result))
+        else:
+            for line in fam.format_prediction(result):
+                typer.echo(line)
 
 
 @app.command()
@@ -200,7 +161,7 @@ def export(
                                            "the full masked-LM goes to OUT/masked-lm."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
 ):
-    """Write a shareable Hugging Face folder with a model card (README.md)."""
+    """Write a shareable model folder with a model card (README.md)."""
     from .export import export as run_export
 
     _quiet_transformers()
@@ -258,7 +219,7 @@ def show(
     color: Optional[bool] = typer.Option(None, "--color/--no-color", help="Default: colour only in a terminal."),
 ):
     """Original / Masked / Predicted for sampled texts, aligned token by token."""
-    from .visualize import show as run_show
+    from .show import show as run_show
 
     _quiet_transformers()
 
@@ -274,7 +235,7 @@ def plot(
     dpi: int = typer.Option(110, "--dpi"),
 ):
     """PNG of loss, perplexity, accuracy, LR and throughput vs steps and wall time."""
-    from .plotting import plot_runs
+    from .report.plotting import plot_runs
 
     path = plot_runs(list(runs), output, title=title, dpi=dpi)
     _echo(f"wrote {path}")

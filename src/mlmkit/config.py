@@ -1,8 +1,16 @@
-"""Typed run configuration: dataclasses loaded from YAML, presets, dotted overrides.
+"""Typed run configuration: the shared vocabulary of keys, and loading it from YAML, presets and
+`--set` overrides.
+
+A run's config is a dataclass per section. The engine owns `train` and `optim`
+(`engine/config.py`); each model family owns `data`, `model` and `masking` (and the token family
+`tokenizer`), built on the shared sections below so that the same setting has the same name in
+both families (`data.validation_fraction`, `data.on_bad_record`, `model.init_from`,
+`masking.mask_fraction`, ...).
 
 Resolution order (later wins): dataclass defaults -> preset -> `--config FILE` -> `--set a.b=v`.
-Every key is checked against the dataclass fields, so a typo fails with the dotted key named
-instead of being silently ignored (the most common way a run trains the wrong thing).
+Every key is checked against the dataclass fields, so a typo fails with the dotted key and the
+known keys named instead of being silently ignored (the most common way a run trains the wrong
+thing).
 """
 
 from __future__ import annotations
@@ -20,151 +28,75 @@ import yaml
 from .errors import ConfigError
 
 
-@dataclass
-class DataConfig:
-    train: Optional[list[str]] = None  # files, folders, globs, or hub dataset names
-    validation: Optional[list[str]] = None  # separate validation source(s); else a held-out fraction
-    validation_fraction: float = 0.05
-    text_column: str = "text"
-    format: Literal["auto", "text", "jsonl", "csv", "tsv", "parquet", "hf"] = "auto"
-    hf_config: Optional[str] = None
-    hf_split: str = "train"
-    mode: Literal["line_by_line", "group_texts"] = "group_texts"
-    max_length: int = 128
-    max_samples: Optional[int] = None  # cap on records read (after skipping bad ones)
-    max_eval_samples: Optional[int] = 2000  # cap on validation sequences (keeps evaluation cheap)
-    on_bad_record: Literal["error", "skip"] = "error"
-
-    def __post_init__(self):
-        _check(0.0 <= self.validation_fraction < 1.0, "data.validation_fraction", "must be in [0, 1)")
-        _check(self.max_length >= 8, "data.max_length", "must be >= 8")
-
-
-@dataclass
-class TokenizerConfig:
-    name_or_path: Optional[str] = None  # None: train one (from scratch) or use the init_from checkpoint's
-    kind: Literal["wordpiece", "bpe"] = "wordpiece"
-    vocab_size: int = 8192
-    min_frequency: int = 2
-    lowercase: bool = True
-
-    def __post_init__(self):
-        _check(self.vocab_size >= 100, "tokenizer.vocab_size", "must be >= 100")
-
-
-@dataclass
-class ModelConfig:
-    arch: str = "bert"  # any transformers masked-LM model type: bert, roberta, distilbert, modernbert, ...
-    size: Literal["tiny", "mini", "small", "base"] = "tiny"
-    init_from: Optional[str] = None  # hub name or local folder to continue pre-training from
-    overrides: dict[str, Any] = field(default_factory=dict)  # extra transformers config kwargs
-    trust_remote_code: bool = False
-    sparse_prediction: bool = True  # vocabulary projection only on masked positions
-
-
-@dataclass
-class MaskingConfig:
-    rate: float = 0.15
-    mask_fraction: float = 0.8  # of selected tokens: replaced by [MASK]
-    random_fraction: float = 0.1  # replaced by a random non-special token; the rest stay unchanged
-    whole_word: bool = False
-
-    def __post_init__(self):
-        _check(0.0 < self.rate < 1.0, "masking.rate", "must be in (0, 1)")
-        _check(0.0 <= self.mask_fraction <= 1.0, "masking.mask_fraction", "must be in [0, 1]")
-        _check(0.0 <= self.random_fraction <= 1.0, "masking.random_fraction", "must be in [0, 1]")
-        _check(
-            self.mask_fraction + self.random_fraction <= 1.0 + 1e-9,
-            "masking.random_fraction",
-            "mask_fraction + random_fraction must be <= 1",
-        )
-
-
-@dataclass
-class OptimConfig:
-    lr: float = 5e-4
-    weight_decay: float = 0.01
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    eps: float = 1e-6
-    warmup_steps: Optional[int] = None  # None: warmup_ratio of the planned steps
-    warmup_ratio: float = 0.06
-    schedule: Literal["linear", "cosine", "constant"] = "linear"
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    ngram_lr_scale: float = 1.0  # LR multiplier for hashed n-gram tables (char models; no weight decay)
-
-    def __post_init__(self):
-        _check(self.lr > 0, "optim.lr", "must be > 0")
-        _check(len(self.betas) == 2, "optim.betas", "must be two numbers")
-        _check(self.ngram_lr_scale > 0, "optim.ngram_lr_scale", "must be > 0")
-
-
-@dataclass
-class TrainConfig:
-    output_dir: str = "runs/mlm"
-    seed: int = 0
-    batch_size: int = 32
-    grad_accum: int = 1
-    max_steps: Optional[int] = None  # optimiser steps; None: epochs
-    epochs: float = 1.0
-    max_minutes: Optional[float] = None  # wall-clock budget; the schedule is planned from it
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: str = "auto"
-    compile: bool = False
-    # Data parallelism under torchrun (WORLD_SIZE > 1): "ddp" replicates the model, "fsdp"
-    # shards parameters, gradients and optimiser state (FSDP2); "auto" = ddp. Ignored when
-    # single-process. batch_size is per rank: the global batch is batch_size * world size.
-    strategy: Literal["auto", "ddp", "fsdp"] = "auto"
-    eval_every: int = 200
-    eval_at_start: bool = True
-    log_every: int = 10
-    save_every: int = 500
-    keep_checkpoints: int = 2
-    early_stopping_patience: Optional[int] = None  # evaluations without improvement
-    max_bad_steps: int = 10  # consecutive NaN/inf losses before stopping
-    progress: bool = True
-    threads: Optional[int] = None  # torch intra-op threads; None: torch's default (all cores)
-    # Experiment logging (see loggers.py): metrics.jsonl is always written; add "tensorboard"
-    # and/or "wandb" to mirror it there. wandb defaults to offline (no network, no account).
-    loggers: list[str] = field(default_factory=lambda: ["jsonl"])
-    wandb_project: str = "mlmkit"
-    wandb_mode: Literal["offline", "online", "disabled"] = "offline"
-    show_samples: int = 4  # Original/Masked/Predicted examples logged at each evaluation (0: none)
-
-    def __post_init__(self):
-        from .loggers import check_logger_names
-
-        check_logger_names(self.loggers)
-        _check(self.show_samples >= 0, "train.show_samples", "must be >= 0")
-        _check(self.batch_size >= 1, "train.batch_size", "must be >= 1")
-        _check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
-        _check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", "must be >= 1")
-        _check(self.eval_every >= 1, "train.eval_every", "must be >= 1")
-
-
-@dataclass
-class Config:
-    task: Literal["token", "char"] = "token"
-    data: DataConfig = field(default_factory=DataConfig)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    masking: MaskingConfig = field(default_factory=MaskingConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-
-def _check(ok: bool, key: str, why: str) -> None:
+def check(ok: bool, key: str, why: str) -> None:
+    """Raise a `ConfigError` naming the dotted `key` unless `ok`."""
     if not ok:
         raise ConfigError(f"config key '{key}': {why}")
 
 
+def check_choices(section: Any, name: str) -> None:
+    """Every `Literal[...]` field of dataclass `section` holds one of its choices (a dataclass
+    built in Python, not from YAML, is checked too)."""
+    hints = typing.get_type_hints(type(section))
+    for f in dataclasses.fields(section):
+        tp = hints[f.name]
+        choices = get_args(tp) if get_origin(tp) is Literal else ()
+        value = getattr(section, f.name)
+        if choices and value not in choices:
+            raise ConfigError(f"config key '{name}.{f.name}': {value!r} is not one of {', '.join(map(str, choices))}")
+
+
+# ------------------------------------------------------------------------ shared sections
+DATA_FORMATS = ("auto", "text", "jsonl", "csv", "tsv", "parquet", "hf")
+
+
+@dataclass
+class DataSection:
+    """Where the records come from and how they are split; both families' `data` sections
+    extend it (with their own defaults)."""
+
+    train: Optional[list[str]] = None  # files, folders, globs, mlmkit:samples/..., or hub data sets
+    validation: Optional[list[str]] = None  # separate validation source(s); else a held-out fraction
+    validation_fraction: float = 0.05  # share of records held out (by a hash of the record)
+    text_column: str = "text"  # JSONL / CSV / Parquet / hub column holding the text
+    format: Literal["auto", "text", "jsonl", "csv", "tsv", "parquet", "hf"] = "auto"
+    hf_config: Optional[str] = None  # hub data set config name
+    hf_split: str = "train"  # hub split
+    hf_data_files: Optional[list[str]] = None  # data_files= for datasets.load_dataset
+    max_length: int = 128  # longest input (tokens or characters)
+    max_samples: Optional[int] = None  # use only the first N valid records
+    max_eval_samples: Optional[int] = 2000  # cap on validation examples (keeps evaluation cheap)
+    on_bad_record: Literal["error", "skip"] = "error"  # error: stop with file:line; skip: count
+
+    def __post_init__(self):
+        check_choices(self, "data")
+        check(0.0 <= self.validation_fraction < 1.0, "data.validation_fraction", "must be in [0, 1)")
+        check(self.max_samples is None or self.max_samples >= 1, "data.max_samples", "must be >= 1")
+        check(self.max_eval_samples is None or self.max_eval_samples >= 0, "data.max_eval_samples", "must be >= 0")
+
+
+@dataclass
+class ModelSection:
+    arch: str = "bert"  # the architecture (token: a transformers model type; char: scratch | canine)
+    size: str = "tiny"  # named size of a new model
+    init_from: Optional[str] = None  # hub name or local folder to continue pre-training from
+    overrides: dict[str, Any] = field(default_factory=dict)  # extra config kwargs of a new model
+
+    def __post_init__(self):
+        check_choices(self, "model")
+
+
+@dataclass
+class MaskingSection:
+    rate: float = 0.15  # share of the input that is predicted
+    mask_fraction: float = 0.8  # of the selected units (tokens, spans): replaced by the mask
+
+    def __post_init__(self):
+        check_choices(self, "masking")
+
+
 # ---------------------------------------------------------------------------------- loading
-
-
-def _shown(key: Any) -> str:
+def shown(key: Any) -> str:
     """A key as it can be printed on one line (a newline in a --set key is shown as \\n)."""
     return repr(str(key))[1:-1]
 
@@ -182,7 +114,7 @@ def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
         dotted = f"{prefix}{key}"
         if key not in names:
             known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key '{_shown(dotted)}' (known keys here: {known})")
+            raise ConfigError(f"unknown config key '{shown(dotted)}' (known keys here: {known})")
         kwargs[key] = _coerce(hints[key], value, dotted)
     try:
         return cls(**kwargs)
@@ -195,18 +127,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, key + ".")
     if origin in (Union, types.UnionType):
-        args = get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(arg, value, key)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+        return _coerce_union(tp, value, key)
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -223,36 +144,60 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"config key '{key}': expected a mapping, got {value!r}")
         return dict(value)
-    if tp is Any:
+    return _SCALARS.get(tp, lambda v, k: v)(value, key)
+
+
+def _coerce_union(tp: Any, value: Any, key: str) -> Any:
+    args = get_args(tp)
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in args:
+        if arg is type(None):
+            continue
+        try:
+            return _coerce(arg, value, key)
+        except ConfigError as e:
+            errors.append(str(e))
+    raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")
+
+
+def _to_bool(value: Any, key: str) -> bool:
+    if isinstance(value, bool):
         return value
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-        try:
-            f = float(value)
-        except ValueError:
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}") from None
-        if not f.is_integer():
-            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
-        return int(f)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
-    if tp is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
-        return str(value)
-    return value
+    if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+        return value.lower() in ("true", "yes", "1")
+    raise ConfigError(f"config key '{key}': expected true or false, got {value!r}")
+
+
+def _to_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    try:
+        f = float(value)
+    except ValueError:
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}") from None
+    if not f.is_integer():
+        raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+    return int(f)
+
+
+def _to_float(value: Any, key: str) -> float:
+    if isinstance(value, bool):
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
+
+
+def _to_str(value: Any, key: str) -> str:
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+    return str(value)
+
+
+_SCALARS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
 
 
 def deep_merge(base: dict, update: dict) -> dict:
@@ -325,46 +270,10 @@ def parse_override(item: str) -> dict:
     return out
 
 
-def section_types(task: str) -> dict[str, type]:
-    """Dataclass per section; the character task swaps in its own data/model/masking sections."""
-    hints = typing.get_type_hints(Config)
-    types_ = {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "task"}
-    if task == "char":
-        from .char_task import CharDataConfig, CharModelConfig, SpanMaskConfig
-
-        types_.update(data=CharDataConfig, model=CharModelConfig, masking=SpanMaskConfig)
-        types_.pop("tokenizer")
-    return types_
-
-
-def build_config(raw: dict) -> Config:
-    """Validate a merged raw mapping into a Config (sections typed by the task)."""
-    task = raw.get("task", "token")
-    if task not in ("token", "char"):
-        raise ConfigError(f"config key 'task': {task!r} is not one of token, char")
-    types_ = section_types(task)
-    kwargs: dict[str, Any] = {"task": task}
-    for key, value in raw.items():
-        if key in ("task", "description"):
-            continue
-        if key not in types_:
-            raise ConfigError(f"unknown config key '{_shown(key)}' (known sections: {', '.join(sorted(types_))})")
-        kwargs[key] = from_dict(types_[key], value, key + ".")
-    for key, tp in types_.items():
-        kwargs.setdefault(key, tp())
-    cfg = Config.__new__(Config)
-    for k, v in kwargs.items():
-        setattr(cfg, k, v)
-    if task == "char":
-        cfg.tokenizer = None  # type: ignore[assignment]
-    return cfg
-
-
-def resolve_config(
-    preset: str | None = None, config_file: str | None = None, overrides: list[str] | None = None,
-    extra: dict | None = None,
-) -> Config:
-    """defaults <- preset <- config file <- `--set` overrides <- `extra` (the CLI's own flags)."""
+def merge_sources(preset: str | None = None, config_file: str | None = None,
+                  overrides: list[str] | None = None, extra: dict | None = None) -> dict:
+    """defaults <- preset <- config file <- `--set` overrides <- `extra` (the CLI's own flags),
+    as one raw mapping (not yet validated: that needs the family's config class)."""
     raw: dict = {}
     if preset:
         raw = deep_merge(raw, load_preset(preset))
@@ -374,17 +283,12 @@ def resolve_config(
         raw = deep_merge(raw, parse_override(item))
     if extra:
         raw = deep_merge(raw, extra)
-    return build_config(raw)
+    return raw
 
 
-def config_to_dict(cfg: Config) -> dict[str, Any]:
-    out: dict[str, Any] = {"task": cfg.task}
-    for name in ("data", "tokenizer", "model", "masking", "optim", "train"):
-        section = getattr(cfg, name, None)
-        if section is not None:
-            out[name] = dataclasses.asdict(section)
-    return out
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
 
 
-def save_config(cfg: Config, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), encoding="utf-8")
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False), encoding="utf-8")

@@ -1,9 +1,12 @@
-"""Data input for mlmkit: reading text records from files and datasets, and building tokenizers.
+"""Reading records, for every model family (files, folders, globs, bundled samples, Hugging Face
+data sets; file:line errors or skip-and-count).
 
-- `mlmkit.data.sources`: `iter_records` / `read_texts` stream text from plain text, JSONL, CSV/TSV,
-  Parquet, directories, globs and Hugging Face datasets, with errors that name the file and line.
-- `mlmkit.data.tokenizers`: `train_tokenizer` (WordPiece or byte-level BPE) and `load_tokenizer`.
+    base.py     Record, ReadStats, ReadContext (the bad-record rule)
+    formats.py  one file of each format, sequentially
+    chunks.py   local files in independent pieces (byte ranges, Parquet row groups)
+    hub.py      Hugging Face data sets (streaming, shuffle, skip)
+    records.py  specs -> sources; `iter_records`, `read_texts`
 
-Submodules are not imported here so that `import mlmkit.data` stays cheap (no `datasets`,
-`pyarrow` or `transformers` import until something is actually read).
+Submodules are not imported here so that `import mlmkit.data` stays cheap (no `datasets` or
+`pyarrow` import until something is actually read).
 """

@@ -1,0 +1,81 @@
+"""Character-level, tokenizer-free MLM (`task: char`) for short strings such as domain names, in
+the style of CANINE-C: code points in, character spans masked, each span predicted left to right
+by a small head batched over every span.
+
+Pipeline order:
+
+    config.py    sections data, model, masking
+    data.py      names: normalise, validate, alphabet, hold-out hash; streamed sources
+    masking.py   span masking, vectorised; names -> masked batches
+    encoders.py  CANINE or a small scratch transformer (hashed n-gram embeddings)
+    heads.py     autoregressive / parallel span heads (hashed n-gram memory, beam search)
+    model.py     encoder + head, saved and loaded as a folder
+    task.py      the engine's Task: windows of streamed names, span loss (CharMLMTask)
+    evaluate.py  `mlmkit eval`
+    predict.py   fill holes in name patterns
+    samples.py   Original / Masked / Predicted
+    export.py    the full model, or the encoder alone, with a model card
+    classify.py  a sequence classifier on the encoder (`mlmkit finetune`)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..family import Family
+from .config import CharConfig
+
+
+class CharFamily(Family):
+    name = "char"
+    config_class = CharConfig
+
+    def build_task(self, cfg, *, log, progress, resume):
+        from .task import build_char_task
+
+        return build_char_task(cfg, log=log)
+
+    def owns_model_dir(self, path: Path) -> bool:
+        from .model import is_char_model_dir
+
+        return is_char_model_dir(path)
+
+    def evaluate(self, model, data, *, overrides, batch_size, max_samples, log):
+        from .evaluate import evaluate_char_model
+
+        return evaluate_char_model(model, data, overrides=overrides, batch_size=batch_size or 256,
+                                   max_samples=max_samples)
+
+    def predict(self, model, inputs, *, top_k):
+        from .predict import predict_patterns
+
+        return predict_patterns(model, inputs, top_k)
+
+    def format_prediction(self, result):
+        from .predict import format_fills
+
+        return format_fills(result)
+
+    def held_out_texts(self, cfg, *, log):
+        from .task import CharMLMTask
+
+        return CharMLMTask(cfg.data, cfg.model, cfg.masking, build_model=False).eval_domains
+
+    def show_examples(self, model, texts, *, seed, rate, max_tokens):
+        from .model import load_char_model
+        from .samples import char_examples
+
+        return char_examples(load_char_model(model), texts, seed=seed)
+
+    def export(self, model_dir, out, facts, *, encoder_only, log):
+        from .export import export_char_model
+
+        return export_char_model(model_dir, out, facts, encoder_only=encoder_only, log=log)
+
+    def classifier(self, model, labels, *, from_scratch, seed, max_length):
+        from .classify import char_classifier
+
+        return char_classifier(model, labels, from_scratch=from_scratch, seed=seed, max_length=max_length)
+
+
+FAMILY = CharFamily()

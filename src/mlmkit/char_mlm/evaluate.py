@@ -1,0 +1,66 @@
+"""`mlmkit eval` for character models: masked-character accuracy, bits per character, perplexity
+and span exact match (spans filled greedily by the head), on the engine's evaluation loop.
+
+The names: by default the held-out names of the model's training data (the hash split); any other
+data is scored whole (every valid name). At most `max_samples` names (default
+`data.max_eval_samples`). The mask is fixed by `seed`, so repeated calls give the same numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from typing import Any, Optional
+
+import torch
+
+from ..config import from_dict, to_dict
+from ..engine.evaluation import evaluate
+from ..errors import ConfigError, DataError
+from .config import CharDataConfig
+from .data import DomainFilter, DomainSource
+from .model import CharMLM, bundle_of
+from .task import CharMLMTask, SpanTask
+
+
+def _names(bundle: CharMLM, specs: list[str], data: CharDataConfig, split: str, limit: Optional[int]):
+    """(names, invalid rows by reason) to score."""
+    same = specs == list(bundle.data.train or [])
+    mode = split if split != "auto" else ("valid" if same else "all")
+    if mode == "valid":
+        dcfg = dataclasses.replace(data, train=specs, max_samples=None, max_eval_samples=limit, alphabet=None)
+        task = CharMLMTask(dcfg, bundle.model_cfg, bundle.masking, alphabet=bundle.alphabet, build_model=False)
+        return task.eval_domains, task.invalid_counts()
+    src = DomainSource(specs, data if same else dataclasses.replace(data, format="auto", hf_data_files=None))
+    ctx = src.ctx()
+    names: list[str] = []
+    for dom in DomainFilter(data.idn, data.max_length).filter(src.iter_records(ctx), ctx):
+        names.append(dom)
+        if limit is not None and len(names) >= limit:
+            break
+    return names, Counter(ctx.stats.bad_counts())
+
+
+@torch.no_grad()
+def evaluate_char_model(model, data=None, *, overrides: dict | None = None, batch_size: int = 256,
+                        max_samples: Optional[int] = None, split: str = "auto", seed: int = 0,
+                        decode: bool = True) -> dict[str, Any]:
+    """Metrics of a character model (folder, run folder or loaded `CharMLM`) on `data` (specs;
+    default: the training data's held-out names). `split`: valid (hash-held-out names only) |
+    all (every valid name) | auto (valid for the training data, all for any other)."""
+    bundle = bundle_of(model)
+    if split not in ("valid", "all", "auto"):
+        raise ConfigError(f"split must be valid|all|auto, got {split!r}")
+    specs = [str(data)] if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else list(data or [])
+    specs = specs or list(bundle.data.train or [])
+    raw = dict(to_dict(bundle.data), **(overrides or {}).get("data", {}))
+    data_cfg = from_dict(CharDataConfig, raw, "data.")
+    limit = max_samples or data_cfg.max_eval_samples
+    names, invalid = _names(bundle, specs, data_cfg, split, limit)
+    if not names:
+        raise DataError("no evaluation names (the held-out split is empty; try split='all')", ", ".join(specs))
+    task = SpanTask(bundle.model, bundle.alphabet, data_cfg, bundle.model_cfg, bundle.masking, eval_domains=names,
+                    eval_batch_size=batch_size, seed=seed, decode_eval=decode)
+    device = next(bundle.model.parameters()).device
+    result = evaluate(task, bundle.model, device, "fp32")
+    return {**result, "eval_names": len(names), "invalid_rows": dict(sorted(invalid.items()))}

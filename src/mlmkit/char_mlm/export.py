@@ -1,0 +1,74 @@
+"""Export of character models.
+
+The full character MLM (encoder + span head) is mlmkit's own format (`model.py`): an export copies
+the folder and adds a model card. `--encoder-only` writes the encoder alone: a Hugging Face
+`CanineModel` folder (canine) or safetensors + config.json + alphabet.json for the scratch
+encoder (`load_scratch_encoder`), with the full model in OUT/masked-lm.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from ..report.cards import model_card
+from ..runs import MASKED_LM_SUBDIR
+from .encoders import CanineCharEncoder, ScratchCharEncoder
+from .model import ALPHABET_NAME, load_char_model
+
+
+def export_encoder(path, out) -> Path:
+    """Write the encoder alone: a Hugging Face CanineModel folder (canine) or safetensors +
+    config.json + alphabet.json (scratch encoder, `ScratchCharEncoder(**config)`)."""
+    bundle = load_char_model(path)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    enc = bundle.model.encoder
+    if isinstance(enc, CanineCharEncoder):
+        enc.canine.save_pretrained(out)
+    else:
+        from safetensors.torch import save_model
+
+        save_model(enc, str(out / "model.safetensors"))
+        (out / "config.json").write_text(json.dumps({"mlmkit_encoder": "ScratchCharEncoder", **enc.config}, indent=1))
+    bundle.alphabet.save(out / ALPHABET_NAME)
+    return out
+
+
+def load_scratch_encoder(folder) -> ScratchCharEncoder:
+    from safetensors.torch import load_model
+
+    folder = Path(folder)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.pop("mlmkit_encoder", None)
+    enc = ScratchCharEncoder(**cfg)
+    load_model(enc, str(folder / "model.safetensors"))
+    return enc.eval()
+
+
+def export_char_model(model_dir: Path, out: Path, facts: dict, *, encoder_only: bool, log) -> Path:
+    """OUT: the full character MLM, or with `encoder_only` the encoder (with the full model in
+    OUT/masked-lm); each with a model card."""
+    # The full character MLM (encoder + span head) is mlmkit's own format: copy the folder.
+    if not encoder_only:
+        shutil.copytree(model_dir, out, dirs_exist_ok=True)
+        usage = f'from mlmkit.char_mlm.predict import char_predict\nchar_predict("{out}", "goo[3].com")'
+        info = {"hf": False, "name": out.resolve().name, "architecture": "character MLM (encoder + span head)"}
+        (out / "README.md").write_text(model_card(facts, kind="masked-lm", model_info=info, usage=usage),
+                                       encoding="utf-8")
+        log(f"character masked-LM written to {out}")
+        return out
+    shutil.copytree(model_dir, out / MASKED_LM_SUBDIR)
+    export_encoder(model_dir, out)
+    meta = json.loads((out / "config.json").read_text(encoding="utf-8")) if (out / "config.json").is_file() else {}
+    info = {"hf": "mlmkit_encoder" not in meta, "name": out.resolve().name,
+            "architecture": meta.get("mlmkit_encoder") or "CanineModel",
+            "hidden size": meta.get("hidden_size", "?"),
+            "layers": meta.get("num_layers", meta.get("num_hidden_layers", "?"))}
+    usage = (f'from mlmkit.char_mlm.export import load_scratch_encoder\nfrom mlmkit.char_mlm.model import load_char_model\n'
+             f'encoder = load_scratch_encoder("{out}")          # scratch encoder; CANINE: CanineModel.from_pretrained\n'
+             f'full = load_char_model("{out / MASKED_LM_SUBDIR}")  # encoder + span head, for prediction')
+    (out / "README.md").write_text(model_card(facts, kind="encoder", model_info=info, usage=usage), encoding="utf-8")
+    log(f"character encoder written to {out}, full model in {out / MASKED_LM_SUBDIR}")
+    return out

@@ -1,0 +1,348 @@
+"""Span prediction heads for character MLM.
+
+`AutoregressiveSpanHead` (CANINE-C's autoregressive character loss): every masked span is predicted
+left to right. Step ``t`` of a span sees the encoder output at span position ``t`` (and a summary of
+the whole span's encoder outputs) plus the gold characters ``< t`` (teacher forcing). All spans of
+a batch are packed into one (S, Lmax) tensor with a single gather and run through a GRU (or a
+1-layer causal transformer) at once: no Python loop over spans or characters in training.
+Logits for character ``t`` never depend on gold characters at ``t`` or later.
+
+With ``ngram_buckets > 0`` the autoregressive head also reads a hashed n-gram memory
+(`SpanNgramMemory`): at each step, embeddings of the n characters just left of the character
+(teacher-forced inside the span) and just right of the span. The encoder sees the span as MASKs,
+so only the head can look up "what follows these gold characters"; it is what a character n-gram
+model does, learned, and it was the largest single gain on domain names (README).
+
+`ParallelSpanHead`: one independent softmax per masked position (BERT style), for comparison.
+
+Both predict over the alphabet indices (specials + the characters actually used), never over all
+code points. Inference (`beam_search`) fills every span of a batch together: greedy is beam=1.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .encoders import ngram_hash_step
+from .masking import span_gather_index
+
+
+def gather_span_context(hidden: torch.Tensor, spans: torch.Tensor, lmax: int | None = None):
+    """(S, Lmax, D) encoder states at every span character, and the (S, Lmax) valid mask."""
+    B, L, D = hidden.shape
+    index, valid = span_gather_index(spans, L, lmax)
+    ctx = hidden.reshape(B * L, D).index_select(0, index.reshape(-1)).view(*index.shape, D)
+    return ctx, valid
+
+
+class SpanNgramMemory(nn.Module):
+    """Hashed n-gram embeddings for the span head: a large, cheap memory of "what follows this
+    context", the statistic a character n-gram model lives on.
+
+    At step ``t`` of a span (the character at position p), it sums the embeddings of
+
+    * the n characters just left of p (n = 1..max_n), teacher-forced: the gold characters earlier
+      in the same span, then the masked input before the span (other spans stay MASK), and
+    * the n characters just right of the span in the masked input, hashed with the distance
+      ``length - t`` from p to them (clipped to ``max_dist``).
+
+    Only positions < p of the span's own characters ever enter a hash, so the logits for character
+    t never see gold characters at t or later. One bucket range per (side, order)."""
+
+    def __init__(self, buckets: int, max_n: int, dim: int, max_dist: int = 8, drop: float = 0.0,
+                 row_dim: int = 0):
+        super().__init__()
+        self.buckets, self.max_n, self.max_dist, self.drop = buckets, max_n, max_dist, drop
+        # narrow rows + one projection: more buckets (fewer collisions) for the same memory
+        self.emb = nn.Embedding(buckets * 2 * max_n, row_dim or dim)
+        nn.init.zeros_(self.emb.weight)  # a no-op at the start; frequent contexts grow first
+        self.proj = nn.Linear(row_dim, dim, bias=False) if row_dim and row_dim != dim else nn.Identity()
+
+    def windows(self, input_idx: torch.Tensor, spans: torch.Tensor, lmax: int):
+        """(left (S, max_n + lmax), right (S, max_n), lengths (S,)): the masked input from max_n
+        characters before each span to its end, and the max_n characters after it (PAD outside
+        the row). The span's own slots in `left` (from index max_n on) are overwritten with its
+        characters as they become known: gold in training, chosen ones in decoding."""
+        B, L = input_idx.shape
+        K = self.max_n
+        row, start, length = spans[:, 0:1], spans[:, 1:2], spans[:, 2:3]
+        flat = input_idx.reshape(-1)
+
+        def take(pos):
+            ok = (pos >= 0) & (pos < L)
+            return torch.where(ok, flat[row * L + pos.clamp(0, L - 1)], torch.zeros_like(pos))
+
+        left = take(start - K + torch.arange(K + lmax, device=spans.device)[None])
+        right = take(start + length + torch.arange(K, device=spans.device)[None])
+        return left, right, spans[:, 2]
+
+    def features(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
+        """(S, T, dim) for steps t0..t0+T-1; `left` must hold the known characters of the span
+        before each step (slots K + t for t < the step)."""
+        K = self.max_n
+        ids = []
+        h = left[:, K - 1 + t0: K - 1 + t0 + T]  # the character just before p
+        for n in range(1, K + 1):
+            if n > 1:
+                h = ngram_hash_step(h, left[:, K - n + t0: K - n + t0 + T], n)
+            ids.append(h % self.buckets + (n - 1) * self.buckets)
+        t = torch.arange(t0, t0 + T, device=left.device)
+        dist = (lengths[:, None] - t[None]).clamp(1, self.max_dist)  # (S, T)
+        r = right[:, 0]
+        for n in range(1, K + 1):
+            if n > 1:
+                r = ngram_hash_step(r, right[:, n - 1], n)
+            ids.append(ngram_hash_step(r[:, None], dist, 97) % self.buckets + (K + n - 1) * self.buckets)
+        emb = self.emb(torch.stack(ids, -1))  # (S, T, 2K, dim)
+        if self.training and self.drop > 0:
+            # Drop whole look-ups: the rows memorise training names, and a model that always finds
+            # its long contexts never learns to back off to short ones, as it must on new names.
+            keep = torch.rand(emb.shape[:-1], device=emb.device) >= self.drop
+            emb = emb * keep[..., None].to(emb.dtype)
+        return self.proj(emb.sum(2))
+
+
+class SpanHeadBase(nn.Module):
+    n_specials = 5  # alphabet indices that are never generated (PAD, CLS, SEP, MASK, UNK)
+
+    def __init__(self, hidden_size: int, vocab_size: int):
+        super().__init__()
+        self.hidden_size, self.vocab_size = hidden_size, vocab_size
+        self.ngram: SpanNgramMemory | None = None
+
+    # teacher-forced logits --------------------------------------------------------------------
+    def forward(self, hidden: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor,
+                input_idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (S, Lmax, V) for `spans` (S, 3) with gold `targets` (S, Lmax) (-100 padded).
+        `input_idx` (the masked input, alphabet indices) is needed by a head with n-gram memory."""
+        if spans.shape[0] == 0:  # a batch without masked spans: empty logits, still in the graph
+            out = hidden.new_zeros(0, targets.shape[1], self.vocab_size) + hidden.sum() * 0.0
+            if self.ngram is not None:  # through a look-up: a sparse table needs a sparse gradient
+                out = out + self.ngram.emb(spans.new_zeros(1)).sum() * 0.0
+            return out
+        ctx, valid = gather_span_context(hidden, spans, targets.shape[1])
+        gold = targets.clamp_min(0)
+        feats = None
+        if self.ngram is not None:
+            left, right, lengths = self._ngram_windows(input_idx, spans, gold.shape[1])
+            K = self.ngram.max_n
+            left[:, K:] = gold  # teacher forcing: step t's left context ends at slot K + t - 1
+            feats = self.ngram.features(left, right, lengths, 0, gold.shape[1])
+        return self.span_logits(ctx, valid, gold, feats)
+
+    def _ngram_windows(self, input_idx, spans, lmax):
+        if input_idx is None:
+            raise ValueError("this span head has n-gram memory: pass input_idx (the masked input)")
+        return self.ngram.windows(input_idx, spans, lmax)
+
+    def span_logits(self, ctx, valid, targets, feats=None):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # incremental decoding ----------------------------------------------------------------------
+    def init_state(self, ctx, valid, ngram_state=None):
+        raise NotImplementedError
+
+    def step(self, state, t: int, prev: torch.Tensor):
+        """(log-probs (N, V), new state) for step `t` given previous characters `prev` (N,)."""
+        raise NotImplementedError
+
+    def reorder(self, state, index: torch.Tensor):
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def beam_search(self, hidden: torch.Tensor, spans: torch.Tensor, beam: int = 5,
+                    input_idx: torch.Tensor | None = None):
+        """Fill every span of `spans` (S, 3) by beam search (beam=1: greedy).
+
+        Returns (seqs (S, beam, Lmax) alphabet ids, scores (S, beam) summed log-probs), beams
+        sorted best first; unreachable beams have score -inf."""
+        S = spans.shape[0]
+        if S == 0:
+            return (torch.zeros((0, beam, 1), dtype=torch.long, device=hidden.device),
+                    torch.zeros((0, beam), device=hidden.device))
+        lengths = spans[:, 2]
+        ctx, valid = gather_span_context(hidden, spans)
+        lmax = ctx.shape[1]
+        V = self.vocab_size
+        ctx_b = ctx.repeat_interleave(beam, 0)
+        valid_b = valid.repeat_interleave(beam, 0)
+        ngram_state = None
+        if self.ngram is not None:
+            ngram_state = [x.repeat_interleave(beam, 0) for x in self._ngram_windows(input_idx, spans, lmax)]
+        state = self.init_state(ctx_b, valid_b, ngram_state)
+        dev = hidden.device
+        scores = torch.full((S, beam), float("-inf"), device=dev)
+        scores[:, 0] = 0.0
+        seqs = torch.zeros((S, beam, lmax), dtype=torch.long, device=dev)
+        prev = torch.full((S * beam,), self.bos_index, dtype=torch.long, device=dev)
+        ar = torch.arange(beam, device=dev)
+        for t in range(lmax):
+            logp, new_state = self.step(state, t, prev)
+            logp = logp.float().clone()
+            logp[:, : self.n_specials] = float("-inf")
+            cand = scores[:, :, None] + logp.view(S, beam, V)
+            k = min(beam, beam * V)
+            top = cand.view(S, -1).topk(k, dim=1)
+            src = top.indices // V
+            tok = top.indices % V
+            active = (t < lengths)[:, None]
+            scores = torch.where(active, top.values, scores)
+            src = torch.where(active, src, ar[None, :].expand(S, beam))
+            seqs = seqs.gather(1, src[:, :, None].expand(S, beam, lmax)).clone()
+            seqs[:, :, t] = torch.where(active, tok, torch.zeros_like(tok))
+            flat = (torch.arange(S, device=dev)[:, None] * beam + src).reshape(-1)
+            state = self.reorder(new_state, flat)
+            prev = torch.where(active, tok, torch.zeros_like(tok)).reshape(-1)
+        return seqs, scores
+
+    @property
+    def bos_index(self) -> int:
+        return self.vocab_size  # one extra embedding row
+
+
+class AutoregressiveSpanHead(SpanHeadBase):
+    def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
+                 kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
+                 ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0):
+        super().__init__(hidden_size, vocab_size)
+        d = head_size or hidden_size
+        if ngram_buckets:
+            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim)
+        if kind not in ("gru", "transformer"):
+            raise ValueError(f"head kind must be gru|transformer, got {kind!r}")
+        self.kind, self.head_size = kind, d
+        self.ctx_proj = nn.Linear(hidden_size, d)
+        self.summary_proj = nn.Linear(hidden_size, d)
+        self.char_emb = nn.Embedding(vocab_size + 1, d)  # + BOS
+        self.drop = nn.Dropout(dropout)
+        if kind == "gru":
+            self.rnn = nn.GRU(d, d, batch_first=True)
+        else:
+            self.pos_emb = nn.Embedding(max_span, d)
+            nh = num_heads if d % num_heads == 0 else 1
+            self.block = nn.TransformerEncoderLayer(d, nh, 4 * d, dropout, activation="gelu",
+                                                    batch_first=True, norm_first=True)
+        self.norm = nn.LayerNorm(d)
+        self.out = nn.Linear(d, vocab_size)
+
+    def _inputs(self, ctx, valid, prev, feats=None):
+        ctxp = self.ctx_proj(ctx)  # (S, T, d)
+        w = valid.to(ctx.dtype)[..., None]
+        summary = self.summary_proj((ctx * w).sum(1) / w.sum(1).clamp_min(1.0))  # (S, d)
+        x = ctxp + self.char_emb(prev) + summary[:, None, :]
+        if feats is not None:
+            x = x + feats.to(x.dtype)
+        return self.drop(x), ctxp, summary
+
+    def span_logits(self, ctx, valid, targets, feats=None):
+        S, T = targets.shape
+        prev = torch.cat([torch.full((S, 1), self.bos_index, dtype=torch.long, device=targets.device),
+                          targets[:, :-1]], dim=1)
+        x, ctxp, summary = self._inputs(ctx, valid, prev, feats)
+        if self.kind == "gru":
+            h0 = torch.tanh(summary)[None]
+            y, _ = self.rnn(x, h0.contiguous())
+        else:
+            x = x + self.pos_emb.weight[:T][None]
+            causal = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
+            y = self.block(x, src_mask=causal, is_causal=True)
+        return self.out(self.norm(y + ctxp))
+
+    # incremental decoding
+    def init_state(self, ctx, valid, ngram_state=None):
+        w = valid.to(ctx.dtype)[..., None]
+        summary = self.summary_proj((ctx * w).sum(1) / w.sum(1).clamp_min(1.0))
+        ctxp = self.ctx_proj(ctx)
+        state = {"ctxp": ctxp, "summary": summary}
+        if ngram_state is not None:
+            state["ng_left"], state["ng_right"], state["ng_len"] = ngram_state
+        if self.kind == "gru":
+            return {**state, "h": torch.tanh(summary)[None].contiguous()}
+        return {**state, "xs": ctxp[:, :0]}
+
+    def step(self, state, t, prev):
+        ctxp_t = state["ctxp"][:, t]
+        x = ctxp_t + self.char_emb(prev) + state["summary"]
+        if self.ngram is not None:
+            left = state["ng_left"]
+            if t > 0:  # the character chosen at t - 1 becomes known left context
+                left = left.clone()
+                left[:, self.ngram.max_n + t - 1] = prev
+            state = {**state, "ng_left": left}
+            x = x + self.ngram.features(left, state["ng_right"], state["ng_len"], t, 1)[:, 0].to(x.dtype)
+        if self.kind == "gru":
+            y, h = self.rnn(x[:, None], state["h"])
+            logits = self.out(self.norm(y[:, 0] + ctxp_t))
+            return F.log_softmax(logits, -1), {**state, "h": h}
+        x = x + self.pos_emb.weight[t]
+        xs = torch.cat([state["xs"], x[:, None]], 1)
+        T = xs.shape[1]
+        causal = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
+        y = self.block(xs, src_mask=causal, is_causal=True)[:, -1]
+        logits = self.out(self.norm(y + ctxp_t))
+        return F.log_softmax(logits, -1), {**state, "xs": xs}
+
+    def reorder(self, state, index):
+        out = {k: state[k].index_select(0, index) for k in ("ctxp", "summary", "ng_left", "ng_right", "ng_len")
+               if k in state}
+        if "h" in state:
+            out["h"] = state["h"].index_select(1, index)
+        if "xs" in state:
+            out["xs"] = state["xs"].index_select(0, index)
+        return out
+
+
+class ParallelSpanHead(SpanHeadBase):
+    """Independent per-position prediction from the encoder state (no previous characters)."""
+
+    def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None, dropout: float = 0.0, **_):
+        super().__init__(hidden_size, vocab_size)
+        d = head_size or hidden_size
+        self.dense = nn.Linear(hidden_size, d)
+        self.norm = nn.LayerNorm(d)
+        self.drop = nn.Dropout(dropout)
+        self.out = nn.Linear(d, vocab_size)
+
+    def _logits(self, ctx):
+        return self.out(self.norm(F.gelu(self.dense(self.drop(ctx)))))
+
+    def span_logits(self, ctx, valid, targets, feats=None):
+        return self._logits(ctx)
+
+    def init_state(self, ctx, valid, ngram_state=None):
+        return {"ctx": ctx}
+
+    def step(self, state, t, prev):
+        return F.log_softmax(self._logits(state["ctx"][:, t]), -1), state
+
+    def reorder(self, state, index):
+        return {"ctx": state["ctx"].index_select(0, index)}
+
+
+def build_head(head: str, hidden_size: int, vocab_size: int, **kw) -> SpanHeadBase:
+    if head in ("autoregressive", "ar", "gru"):
+        return AutoregressiveSpanHead(hidden_size, vocab_size, kind=kw.pop("kind", "gru"), **kw)
+    if head == "transformer":
+        kw.pop("kind", None)
+        return AutoregressiveSpanHead(hidden_size, vocab_size, kind="transformer", **kw)
+    if head == "parallel":
+        kw.pop("kind", None)
+        memory = {k: kw.pop(k) for k in [k for k in kw if k.startswith("ngram_")]}
+        if memory.get("ngram_buckets"):
+            raise ValueError("n-gram memory (head_ngram_buckets) needs the autoregressive head")
+        return ParallelSpanHead(hidden_size, vocab_size, **kw)
+    raise ValueError(f"unknown head {head!r}")
+
+
+def span_loss(logits: torch.Tensor, targets: torch.Tensor):
+    """(mean loss, n_targets, loss_sum, n_correct) over non-ignored targets."""
+    V = logits.shape[-1]
+    flat_t = targets.reshape(-1)
+    keep = flat_t >= 0
+    n = keep.sum()
+    loss_sum = F.cross_entropy(logits.reshape(-1, V).float(), flat_t, ignore_index=-100, reduction="sum")
+    loss = loss_sum / n.clamp_min(1)
+    correct = ((logits.argmax(-1).reshape(-1) == flat_t) & keep).sum()
+    return loss, n, loss_sum.detach(), correct

@@ -1,0 +1,139 @@
+"""The character MLM model (encoder + span head) and its folder: `mlmkit_char.json` (the configs
+it was trained with and the encoder's own config), `alphabet.json`, `model.safetensors`."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+import torch.nn as nn
+
+from ..config import from_dict
+from ..errors import MlmkitError
+from .config import CharDataConfig, CharMaskingConfig, CharModelConfig, upgrade_legacy
+from .data import Alphabet
+from .encoders import ENCODER_SIZES, CanineCharEncoder, ScratchCharEncoder, ngram_tables, tiny_canine_config
+from .heads import build_head
+
+FORMAT_VERSION = 1
+CONFIG_NAME = "mlmkit_char.json"
+WEIGHTS_NAME = "model.safetensors"
+ALPHABET_NAME = "alphabet.json"
+
+
+class CharMLMModel(nn.Module):
+    """Character encoder + span head. Inputs: code points (CANINE) or alphabet indices (scratch)."""
+
+    def __init__(self, cfg: CharModelConfig, alphabet_size: int, max_positions: int, max_span: int,
+                 encoder_config: Optional[dict] = None):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.arch == "canine":
+            if encoder_config is not None:  # reload: never download
+                self.encoder = CanineCharEncoder(config=encoder_config)
+            elif cfg.init_from:
+                self.encoder = CanineCharEncoder(pretrained=cfg.init_from)
+            else:
+                self.encoder = CanineCharEncoder(config=tiny_canine_config(**cfg.overrides))
+        else:
+            if encoder_config is None:
+                size = dict(ENCODER_SIZES[cfg.size])
+                for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
+                    if getattr(cfg, k) is not None:
+                        size[k] = getattr(cfg, k)
+                encoder_config = dict(vocab_size=alphabet_size, max_positions=max_positions,
+                                      downsampling_rate=cfg.downsampling_rate, dropout=cfg.dropout,
+                                      ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max,
+                                      ngram_dim=cfg.ngram_dim, **size)
+            self.encoder = ScratchCharEncoder(**encoder_config)
+        self.head = build_head(cfg.head, self.encoder.hidden_size, alphabet_size, kind=cfg.head_kind,
+                               head_size=cfg.head_size, max_span=max(max_span, 64),
+                               dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
+                               ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
+                               ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
+
+        if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)
+            for table in ngram_tables(self):
+                table.sparse = True
+
+    def encoder_config(self) -> dict:
+        if isinstance(self.encoder, CanineCharEncoder):
+            return self.encoder.canine.config.to_dict()
+        return dict(self.encoder.config)
+
+    def encode(self, input_ids, input_idx, attention_mask):
+        if self.encoder.uses_code_points:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return self.encoder(input_idx, attention_mask)
+
+    def forward(self, input_ids, input_idx, attention_mask, spans, targets):
+        hidden = self.encode(input_ids, input_idx, attention_mask)
+        return self.head(hidden, spans, targets, input_idx)
+
+
+def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,
+                    mcfg: CharModelConfig, masking: CharMaskingConfig) -> None:
+    from safetensors.torch import save_model
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = {
+        "mlmkit_task": "char",
+        "format_version": FORMAT_VERSION,
+        "data": dataclasses.asdict(data),
+        "model": dataclasses.asdict(mcfg),
+        "masking": dataclasses.asdict(masking),
+        "encoder_config": model.encoder_config(),
+        "alphabet_size": len(alphabet),
+    }
+    (path / CONFIG_NAME).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
+    alphabet.save(path / ALPHABET_NAME)
+    save_model(model, str(path / WEIGHTS_NAME))
+
+
+@dataclass
+class CharMLM:
+    """A loaded character MLM: model, alphabet and the configs it was trained with."""
+
+    model: CharMLMModel
+    alphabet: Alphabet
+    data: CharDataConfig
+    model_cfg: CharModelConfig
+    masking: CharMaskingConfig
+
+
+def load_char_model(path, device: str | torch.device = "cpu") -> CharMLM:
+    from safetensors.torch import load_model
+
+    path = Path(path)
+    cfg_file = path / CONFIG_NAME
+    if not cfg_file.is_file():
+        raise MlmkitError(f"{path}: not a character MLM folder (no {CONFIG_NAME})")
+    meta = json.loads(cfg_file.read_text(encoding="utf-8"))
+    if meta.get("format_version", 0) > FORMAT_VERSION:
+        raise MlmkitError(f"{path}: saved by a newer mlmkit (format {meta['format_version']})")
+    data = from_dict(CharDataConfig, upgrade_legacy("data", meta["data"]), "data.")
+    mcfg = from_dict(CharModelConfig, upgrade_legacy("model", meta["model"]), "model.")
+    masking = from_dict(CharMaskingConfig, upgrade_legacy("masking", meta["masking"]), "masking.")
+    alphabet = Alphabet.load(path / ALPHABET_NAME)
+    model = CharMLMModel(mcfg, len(alphabet), data.max_length + 2, masking.max_span,
+                         encoder_config=meta["encoder_config"])
+    load_model(model, str(path / WEIGHTS_NAME), device=str(device))
+    model.to(device).eval()
+    return CharMLM(model, alphabet, data, mcfg, masking)
+
+
+def is_char_model_dir(path) -> bool:
+    """True if `path` is a folder written by `save_char_model`."""
+    return (Path(path) / CONFIG_NAME).is_file()
+
+
+def bundle_of(model_dir) -> CharMLM:
+    """A loaded model as it is, or the model folder (or run folder) loaded."""
+    from ..runs import resolve_model_dir
+
+    return model_dir if isinstance(model_dir, CharMLM) else load_char_model(resolve_model_dir(model_dir))

@@ -1,0 +1,446 @@
+"""Character-level MLM as the engine's `Task`: streamed names -> masked span batches -> span loss.
+
+Streaming and O(1) resume
+-------------------------
+Local files are cut into chunks (byte ranges of line-based files; Parquet row groups). In epoch
+``e`` the chunks are put in a seeded random order and grouped into *windows* of about
+``shuffle_buffer`` rows; a window's training rows are shuffled (seed, epoch, window) and cut into
+a fixed number of batches computed from the window's size (bytes or Parquet rows) and the
+valid-row rate measured at start-up. A window with more rows than that drops the surplus for this
+epoch, one with fewer reuses rows, so batch ``i`` of epoch ``e`` is a pure function of
+(seed, e, i) and ``train_batches(e, start)`` reads only the window that holds ``start``:
+O(window), never the rows before it. Hub streams (``datasets.load_dataset(..., streaming=True)``)
+cannot seek: windows are consecutive groups of ``shuffle_buffer`` rows of the seeded stream
+shuffle, and resuming at window ``w`` skips ``w * shuffle_buffer`` rows with
+``IterableDataset.skip`` (O(rows skipped); documented limitation). Their epoch length is unknown
+(`num_batches` returns None) unless ``max_samples`` is set.
+
+Within a window, names are sorted by length in groups of ``data.length_group`` batches (batch order
+then shuffled) so batches carry little padding (~50% of positions otherwise).
+
+Validation rows are chosen by a hash of the normalised domain (`data.is_validation`; by default of
+the domain without its TLD, ``data.holdout_key: name``, so ``foo.cf`` and ``foo.ga`` stay
+together): the same name is always on the same side and never leaks into training. With
+``data.validation`` the held-out names come from that source instead. The evaluation set is the
+first ``max_eval_samples`` held-out names in source order, masked with a fixed seed.
+
+Throughput note: on a small CPU shared with other processes, PyTorch's default intra-op threads
+can make these small models several times slower (spinning threads fight for cores);
+``torch.set_num_threads(1)`` was 4x faster for the tiny encoder on the 2-core development box.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn as nn
+
+from ..engine.distributed import unwrap
+from ..engine.task import Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
+from ..errors import ConfigError, DataError
+from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
+from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
+from .encoders import ngram_tables
+from .heads import span_loss
+from .masking import make_batch
+from .model import CharMLMModel, save_char_model
+
+
+def _seed_of(*parts) -> int:
+    h = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(h, "big") & ((1 << 62) - 1)
+
+
+@dataclass
+class _Window:
+    chunks: list  # Chunk list (local)
+    n_batches: int
+
+
+@dataclass
+class _Scan:
+    """What the start-up pass over a prefix of the data counted and collected."""
+
+    need_alphabet: bool
+    alpha_rows: list[str] = field(default_factory=list)
+    eval_names: list[str] = field(default_factory=list)
+    records: int = 0
+    valid: int = 0
+    train: int = 0
+    units: float = 0.0  # bytes (line-based files) or rows (parquet, hub) scanned
+    reached_max: bool = False
+
+
+class SpanTask(TaskBase):
+    """What training and evaluation share: masked span batches of names, the span loss, metrics
+    (bits per character; span exact match when `decode_eval`), saving. `CharMLMTask` adds the
+    streamed training data; `evaluate.py` scores a saved model on any list of names with it."""
+
+    def __init__(self, model: Optional[nn.Module], alphabet: Alphabet, data: CharDataConfig,
+                 model_cfg: CharModelConfig, masking: CharMaskingConfig, *, eval_domains: list[str],
+                 eval_batch_size: int = 128, seed: int = 0, decode_eval: bool = False):
+        if model is not None:
+            self.model = model
+        self.alphabet, self.data_cfg, self.model_cfg, self.mask_cfg = alphabet, data, model_cfg, masking
+        self.eval_domains, self.eval_batch_size, self.seed = eval_domains, eval_batch_size, seed
+        self.decode_eval = decode_eval  # evaluation also decodes spans greedily (span exact match)
+        self._eval_cache: Optional[list[Batch]] = None
+
+    def eval_batches(self) -> Iterator[Batch]:
+        if self._eval_cache is None:
+            eb = self.eval_batch_size
+            names = self.eval_domains
+            self._eval_cache = [make_batch(names[i: i + eb], self.alphabet, self.mask_cfg, _seed_of(self.seed, "eval", i))
+                                for i in range(0, len(names), eb)]
+        return iter(self._eval_cache)
+
+    # ------------------------------------------------------------------ loss
+    def counts(self, batch: Batch) -> tuple[int, int]:
+        # The (spans x longest span) targets are padded with -100: only real characters count.
+        return int((batch["targets"] >= 0).sum()), int(batch["attention_mask"].sum())
+
+    def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
+        if self.decode_eval and not model.training:
+            return self._forward_decoded(unwrap(model), batch)
+        logits = model(input_ids=batch["input_ids"], input_idx=batch["input_idx"],
+                       attention_mask=batch["attention_mask"], spans=batch["spans"], targets=batch["targets"])
+        loss, n, loss_sum, correct = span_loss(logits, batch["targets"])
+        return LossOutput(loss=loss, n_targets=n, loss_sum=loss_sum, n_correct=correct,
+                          n_tokens=batch["attention_mask"].sum())
+
+    def _forward_decoded(self, model: nn.Module, batch: Batch) -> LossOutput:
+        """The loss, plus spans filled greedily by the head: how many come out exactly right."""
+        hidden = model.encode(batch["input_ids"], batch["input_idx"], batch["attention_mask"])
+        logits = model.head(hidden, batch["spans"], batch["targets"], batch["input_idx"])
+        loss, n, loss_sum, correct = span_loss(logits, batch["targets"])
+        exact, spans = 0, int(batch["spans"].shape[0])
+        if spans:
+            seqs, _ = model.head.beam_search(hidden, batch["spans"], beam=1, input_idx=batch["input_idx"])
+            gold = batch["targets"]
+            exact = int(((seqs[:, 0, : gold.shape[1]] == gold) | (gold < 0)).all(1).sum())
+        return LossOutput(loss=loss, n_targets=n, loss_sum=loss_sum, n_correct=correct,
+                          n_tokens=batch["attention_mask"].sum(), extra={"spans": spans, "exact_spans": exact})
+
+    def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
+        out = standard_metrics(totals)
+        if out:
+            out["eval_bits_per_char"] = out["eval_loss"] / math.log(2)
+        if "spans" in totals:
+            out["eval_spans"] = int(totals["spans"])
+            out["eval_span_exact_match"] = totals["exact_spans"] / max(totals["spans"], 1)
+        return out
+
+    def param_groups(self, model: nn.Module) -> list[ParamGroup]:
+        # Hashed n-gram tables are memories, not features: a row learns only when its context
+        # occurs, so they get their own LR multiplier and no weight decay.
+        tables = [t.weight for t in ngram_tables(model)]
+        return [ParamGroup(tables, lr_scale=self.model_cfg.ngram_lr_scale, weight_decay=0.0)] if tables else []
+
+    def sample_text(self, model: nn.Module, n: int) -> str | None:
+        from .samples import eval_samples_text
+
+        return eval_samples_text(self, model, n)
+
+    # ------------------------------------------------------------------ saving
+    def save_pretrained(self, model: nn.Module, path: Path) -> None:
+        save_char_model(unwrap(model), path, self.alphabet, self.data_cfg, self.model_cfg, self.mask_cfg)
+
+
+class CharMLMTask(SpanTask):
+    """Character MLM on streamed names (the engine's `Task`)."""
+
+    def __init__(self, data: CharDataConfig | None = None, model: CharModelConfig | None = None,
+                 masking: CharMaskingConfig | None = None, *, batch_size: int = 128, seed: int = 0,
+                 eval_batch_size: Optional[int] = None, alphabet: Optional[Alphabet] = None,
+                 model_instance: Optional[CharMLMModel] = None, build_model: bool = True):
+        data, model, masking = data or CharDataConfig(), model or CharModelConfig(), masking or CharMaskingConfig()
+        super().__init__(model_instance, alphabet, data, model, masking, eval_domains=[],
+                         eval_batch_size=eval_batch_size or batch_size, seed=seed)
+        # evaluation always masks at `rate`, so runs trained at different rates stay comparable
+        self.train_mask_cfg = (dataclasses.replace(self.mask_cfg, rate=self.mask_cfg.train_rate)
+                               if self.mask_cfg.train_rate else self.mask_cfg)
+        if batch_size < 1:
+            raise ConfigError("config key 'train.batch_size': must be >= 1")
+        self.batch_size = batch_size
+        d = self.data_cfg
+        if not d.train:
+            raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
+        self.source = DomainSource(d.train, d)
+        # With a separate validation source nothing of the training data is held out.
+        self.holdout = 0.0 if d.validation else d.validation_fraction
+        self.filter = DomainFilter(d.idn, d.max_length)
+        self._invalid_by_key: dict = {}
+        self._scan(alphabet)
+        if model_instance is None and build_model:
+            self.model = CharMLMModel(self.model_cfg, len(self.alphabet), d.max_length + 2, self.mask_cfg.max_span)
+        self._window_cache: dict = {}
+
+    # ------------------------------------------------------------------ start-up scan
+    def _scan(self, alphabet: Optional[Alphabet]) -> None:
+        """One pass over a prefix: alphabet, valid-row rate, eval names, max_samples cut-off."""
+        d = self.data_cfg
+        scan = _Scan(need_alphabet=alphabet is None and d.alphabet is None)
+        if self.source.is_hub:
+            self._scan_hub(scan)
+        else:
+            self._scan_local(scan)
+        self.scan_summary = {"records_scanned": scan.records, "valid": scan.valid, "train": scan.train}
+        self.train_per_unit = scan.train / max(scan.units, 1)
+        if scan.valid == 0:
+            inv = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid_counts().items())) or "no records"
+            raise DataError(f"no valid domain names found ({inv})", self.source.name)
+        if scan.train == 0:
+            raise DataError("no training names left after holding out the validation split "
+                            "(lower data.validation_fraction)", self.source.name)
+        self.eval_domains = self._validation_names() if d.validation else scan.eval_names
+        if alphabet is not None:
+            self.alphabet = alphabet
+        elif d.alphabet is not None:
+            self.alphabet = Alphabet(list(d.alphabet))
+        else:
+            self.alphabet = derive_alphabet(scan.alpha_rows)
+
+    def _tally(self, scan: _Scan, dom: str) -> None:
+        """Count one valid name: alphabet sample, held-out or training, max_samples."""
+        d = self.data_cfg
+        scan.valid += 1
+        if scan.need_alphabet and len(scan.alpha_rows) < d.alphabet_sample:
+            scan.alpha_rows.append(dom)
+        if is_validation(dom, self.holdout, d.holdout_key):
+            if d.max_eval_samples is None or len(scan.eval_names) < d.max_eval_samples:
+                scan.eval_names.append(dom)
+        else:
+            scan.train += 1
+        if d.max_samples is not None and scan.valid >= d.max_samples:
+            scan.reached_max = True
+
+    def _scan_done(self, scan: _Scan) -> bool:
+        d = self.data_cfg
+        if d.max_samples is not None:
+            return scan.reached_max
+        alpha_ok = (not scan.need_alphabet) or len(scan.alpha_rows) >= d.alphabet_sample
+        eval_ok = self.holdout == 0 or (d.max_eval_samples is not None and len(scan.eval_names) >= d.max_eval_samples)
+        return alpha_ok and eval_ok and scan.records >= min(d.alphabet_sample, 10000)
+
+    def _scan_hub(self, scan: _Scan) -> None:
+        ctx = self.source.ctx()
+        for rec in self.source.iter_hub(ctx):
+            scan.records = scan.units = rec.line  # raw rows consumed (rejected ones included)
+            dom = self.filter(rec, ctx)
+            if dom is not None:
+                self._tally(scan, dom)
+            if self._scan_done(scan):
+                break
+        self._invalid_by_key["scan"] = Counter(ctx.stats.bad_counts())
+        self.hub_rows_limit = scan.records if scan.reached_max else None
+        self.chunks: list = []
+
+    def _scan_local(self, scan: _Scan) -> None:
+        chunks = self.source.chunks()
+        limits: Optional[dict[str, int]] = None
+        for ci, ch in enumerate(chunks):
+            ctx, in_chunk, stop = self.source.ctx(), 0.0, False
+            for rec in self.source.read_chunk(ch, ctx):
+                scan.records += 1
+                in_chunk = (rec.offset - ch.start + 1) if rec.offset is not None else in_chunk + 1
+                dom = self.filter(rec, ctx)
+                if dom is not None:
+                    self._tally(scan, dom)
+                    if scan.reached_max and limits is None:
+                        # line-based: keep the lines starting before `cut`; Parquet: whole groups
+                        cut = ch.end if rec.offset is None else rec.offset + 1
+                        limits = {c.path: 0 for c in chunks[ci + 1:]}
+                        limits[ch.path] = cut
+                if scan.reached_max or self._scan_done(scan):
+                    stop = True
+                    break
+            self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
+            if stop:
+                scan.units += in_chunk
+                break
+            scan.units += ch.units
+        self.chunks = self.source.chunks(limits) if limits is not None else chunks
+        self.hub_rows_limit = None
+
+    def _validation_names(self) -> list[str]:
+        """The first `max_eval_samples` valid names of `data.validation`."""
+        d = self.data_cfg
+        source = DomainSource(d.validation, d)
+        ctx = source.ctx()
+        names: list[str] = []
+        for dom in self.filter.filter(source.iter_records(ctx), ctx):
+            names.append(dom)
+            if d.max_eval_samples is not None and len(names) >= d.max_eval_samples:
+                break
+        return names
+
+    # ------------------------------------------------------------------ epochs and windows
+    def _windows(self, epoch: int) -> list[_Window]:
+        if epoch in self._window_cache:
+            return self._window_cache[epoch]
+        B = self.batch_size
+        order = list(range(len(self.chunks)))
+        random.Random(_seed_of(self.seed, "chunks", epoch)).shuffle(order)
+        windows: list[_Window] = []
+        cur: list = []
+        cur_rows = 0.0
+        for i in order:
+            ch = self.chunks[i]
+            cur.append(ch)
+            cur_rows += ch.units * self.train_per_unit
+            if cur_rows >= self.data_cfg.shuffle_buffer:
+                windows.append(_Window(cur, max(1, round(cur_rows / B))))
+                cur, cur_rows = [], 0.0
+        if cur:
+            windows.append(_Window(cur, max(1, round(cur_rows / B))))
+        self._window_cache = {epoch: windows}
+        return windows
+
+    def num_batches(self, epoch: int) -> Optional[int]:
+        if self.source.is_hub:
+            if self.hub_rows_limit is None:
+                return None
+            W = self.data_cfg.shuffle_buffer
+            n_win, rest = divmod(self.hub_rows_limit, W)
+            per = max(1, round(W * self.train_per_unit / self.batch_size))
+            return n_win * per + (max(1, round(rest * self.train_per_unit / self.batch_size)) if rest else 0)
+        return sum(w.n_batches for w in self._windows(epoch))
+
+    def _train_rows(self, records, ctx) -> list[str]:
+        d = self.data_cfg
+        return [dom for dom in self.filter.filter(records, ctx) if not is_validation(dom, self.holdout, d.holdout_key)]
+
+    def invalid_counts(self) -> dict[str, int]:
+        """Invalid rows by reason, each stored row counted once (over the rows read so far)."""
+        total: Counter = Counter()
+        for k, c in self._invalid_by_key.items():
+            if k != "scan":
+                total.update(c)
+        # hub streams: the start-up scan and the first windows overlap; take the larger count
+        for reason, n in self._invalid_by_key.get("scan", Counter()).items():
+            total[reason] = max(total[reason], n)
+        return dict(sorted(total.items()))
+
+    def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int) -> Iterator[Batch]:
+        B = self.batch_size
+        random.Random(_seed_of(self.seed, "window", epoch, w)).shuffle(rows)
+        G = max(1, self.data_cfg.length_group)
+        cache: dict[int, list[list[str]]] = {}
+        for j in range(j0, n_batches):
+            g, jj = divmod(j, G)
+            if g not in cache:
+                cache.clear()
+                lo, hi = g * G * B, min((g + 1) * G, n_batches) * B
+                # fewer rows than planned: wrap around (deterministically)
+                names = rows[lo:hi] if hi <= len(rows) else [rows[t % len(rows)] for t in range(lo, hi)]
+                if G > 1:  # similar lengths together (less padding), batch order shuffled in the group
+                    names = sorted(names, key=len)
+                    groups = [names[t: t + B] for t in range(0, len(names), B)]
+                    random.Random(_seed_of(self.seed, "group", epoch, w, g)).shuffle(groups)
+                else:
+                    groups = [names]
+                cache[g] = groups
+            yield self._batch(cache[g][jj], epoch, j, w)
+
+    def _batch(self, names, epoch, j, w) -> Batch:
+        return make_batch(names, self.alphabet, self.train_mask_cfg, _seed_of(self.seed, "mask", epoch, w, j))
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        if self.source.is_hub:
+            yield from self._hub_batches(epoch, start)
+            return
+        first = 0
+        for w, win in enumerate(self._windows(epoch)):
+            if start >= first + win.n_batches:
+                first += win.n_batches
+                continue
+            rows: list[str] = []
+            for ch in win.chunks:
+                ctx = self.source.ctx()
+                rows.extend(self._train_rows(self.source.read_chunk(ch, ctx), ctx))
+                # each chunk counted once, however often it is read
+                self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
+            if not rows:  # a window of invalid rows only: borrow the names of another chunk
+                rows = self._fallback_rows()
+            yield from self._window_batches(rows, win.n_batches, epoch, w, max(0, start - first))
+            first += win.n_batches
+
+    def _fallback_rows(self) -> list[str]:
+        for ch in self.chunks:
+            ctx = self.source.ctx()
+            rows = self._train_rows(self.source.read_chunk(ch, ctx), ctx)
+            if rows:
+                return rows
+        raise DataError("no training names in the data", self.source.name)
+
+    def _hub_batches(self, epoch: int, start: int) -> Iterator[Batch]:
+        """Windows of `shuffle_buffer` raw rows of the seeded stream shuffle (rows are numbered by
+        the reader, rejected ones included); resuming at window w skips w * shuffle_buffer rows."""
+        W = self.data_cfg.shuffle_buffer
+        per = max(1, round(W * self.train_per_unit / self.batch_size))
+        w, j0 = divmod(start, per)
+        limit = self.hub_rows_limit
+        ctx = self.source.ctx()
+        stream = self.source.iter_hub(ctx, seed=_seed_of(self.seed, "hub", epoch) % (2**32), skip=w * W,
+                                      buffer_size=min(W, 10_000))
+        carry = None
+        while True:
+            window, carry, counted = ([carry] if carry else []), None, Counter(ctx.stats.bad_counts())
+            for rec in stream:
+                if limit is not None and rec.line > limit:
+                    break
+                if rec.line > (w + 1) * W:
+                    carry = rec
+                    break
+                window.append(rec)
+            read = W if carry is not None else (window[-1].line - w * W if window else 0)
+            rows = self._train_rows(window, ctx)
+            self._invalid_by_key[("hub", w)] = Counter(ctx.stats.bad_counts()) - counted
+            n = per if read >= W else max(1, round(read * self.train_per_unit / self.batch_size))
+            if rows:
+                yield from self._window_batches(rows, n, epoch, w, j0)
+            if carry is None:
+                return
+            w, j0 = (carry.line - 1) // W, 0
+
+    def describe(self) -> dict[str, Any]:
+        m = unwrap(self.model) if hasattr(self, "model") else None
+        out = {
+            "task": "char",
+            "alphabet_size": len(self.alphabet),
+            "alphabet": "".join(self.alphabet.chars),
+            "source": self.source.name,
+            "eval_names": len(self.eval_domains),
+            "scan": self.scan_summary,
+            "invalid_rows": self.invalid_counts(),
+            "batches_per_epoch": self.num_batches(0),
+        }
+        if m is not None:
+            out["parameters"] = sum(p.numel() for p in m.parameters())
+            out["encoder"] = self.model_cfg.arch
+            out["head"] = f"{self.model_cfg.head}/{self.model_cfg.head_kind}"
+        return out
+
+
+def build_char_task(cfg, *, log=None) -> CharMLMTask:
+    """The task of a run config (`task: char`; sections data, model, masking; train.batch_size
+    and train.seed)."""
+    # Seed the model's initialisation (torch seeds its generator randomly at start-up): a run is
+    # reproducible from its config, and every rank of a distributed run builds the same model.
+    torch.manual_seed(cfg.train.seed)
+    task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    if log is not None:
+        d = task.describe()
+        inv = ", ".join(f"{k} {v}" for k, v in d["invalid_rows"].items()) or "none"
+        log(f"char task: {d['scan']['train']:,} training names scanned, {d['eval_names']:,} held-out names, "
+            f"alphabet {d['alphabet_size']} ({d['alphabet']}), {d.get('parameters', 0):,} parameters, "
+            f"{d['batches_per_epoch'] or 'unknown'} batches/epoch; invalid rows skipped: {inv}")
+    return task

@@ -1,0 +1,262 @@
+"""Atomic, verifiable training checkpoints.
+
+A checkpoint is a folder `step-NNNNNNNN/` with the model weights (safetensors), the optimiser and
+RNG states (torch files, loaded with `weights_only=True`), the trainer state (JSON) and a
+`manifest.json` holding every file's size and SHA-256. It is written into a temporary folder,
+fsync'ed, then renamed: a crash mid-write leaves either the old set or the new one, never a
+half checkpoint that looks whole. At resume the newest folder whose manifest verifies is used;
+a corrupted one is reported and skipped.
+
+Distributed runs: only rank 0 writes, but saving is a collective call (every rank calls
+`save_checkpoint`): the RNG states of all ranks are gathered so each rank resumes its own dropout
+stream, FSDP's sharded parameters and optimiser state are gathered into full (unsharded) state
+dicts -- a checkpoint does not depend on the number of ranks that wrote it -- and a write error
+on rank 0 is sent to every rank, so all of them stop with the same message instead of hanging.
+FSDP checkpoints key the optimiser state by parameter name, DDP/single-process ones by index:
+resume with the same strategy. Resuming reads the files on every rank (a shared file system).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from ..errors import MlmkitError
+
+MANIFEST = "manifest.json"
+BEST = "best"  # the weights of the best evaluation (`train.restore_best`), beside the step-N folders
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() else None
+
+
+def _full_state(model: torch.nn.Module, optimizer):
+    """Full (unsharded) model and optimiser state dicts of an FSDP model, on CPU, on rank 0
+    (empty elsewhere). A collective: every rank must call it."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    optim_sd = None if optimizer is None else get_optimizer_state_dict(model, optimizer, options=opts)
+    return get_model_state_dict(model, options=opts), optim_sd
+
+
+def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors refuses tensors that share memory (tied weights): keep one name per storage,
+    as `safetensors.torch.save_model` does; loading restores the tie through the module."""
+    from safetensors.torch import save_file
+
+    seen, out = set(), {}
+    for name, t in tensors.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if t.device.type != "meta" and key in seen:
+            continue
+        seen.add(key)
+        out[name] = t.contiguous()
+    save_file(out, str(path))
+
+
+def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scaler,
+                    trainer_state: dict[str, Any], keep: int = 2, *, sharded: bool = False,
+                    best: bool = False) -> Path:
+    """Write checkpoint `step` under `root`; `sharded`: the model is FSDP-sharded; `best`: write
+    the model weights alone to `root/best` (replacing the previous best, never rotated). In a
+    distributed run every rank must call this (see the module docstring)."""
+    root = Path(root)
+    final = root / (BEST if best else f"step-{step:08d}")
+    if best:
+        optimizer = scaler = None
+        keep = 0
+    dist = _dist()
+    rank = dist.get_rank() if dist else 0
+    rngs = [rng_state()]
+    if dist:
+        rngs = [None] * dist.get_world_size()
+        dist.all_gather_object(rngs, rng_state())
+    model_sd, optim_sd = _full_state(model, optimizer) if sharded else (None, None)
+    error = None
+    if rank == 0:
+        error = _write(root, final, step, model, optimizer, scaler, trainer_state, keep,
+                       rngs, model_sd, optim_sd)
+    if dist:
+        box = [error]
+        dist.broadcast_object_list(box, src=0)
+        error = box[0]
+    if error:
+        raise MlmkitError(error)
+    return final
+
+
+def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer_state, keep,
+           rngs, model_sd, optim_sd) -> str | None:
+    """Rank 0's part of `save_checkpoint`; returns an error message instead of raising."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        # Half-written folders of a process killed mid-save (kill -9, power loss): rank 0 is the
+        # only writer, so any that exist now are dead; they were never visible as checkpoints.
+        for stale in root.glob(".step-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=root))
+        if model_sd is None:
+            save_model(model, str(tmp / "model.safetensors"))
+            optim_sd = None if optimizer is None else optimizer.state_dict()
+        else:
+            _save_tensors(model_sd, tmp / "model.safetensors")
+        if optim_sd is not None:
+            torch.save(optim_sd, tmp / "optimizer.pt")
+        # "rng" is rank 0's (and the only one of a single-process run); "rng_per_rank" lets
+        # each rank of a distributed run resume its own stream.
+        extra = {"rng": rngs[0], "rng_per_rank": rngs, "sharded": model_sd is not None}
+        if scaler is not None:
+            extra["scaler"] = scaler.state_dict()
+        torch.save(extra, tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2))
+        files = {}
+        for p in sorted(tmp.iterdir()):
+            with open(p, "rb") as f:
+                os.fsync(f.fileno())
+            files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+        manifest = {"step": step, "files": files}
+        mpath = tmp / MANIFEST
+        with open(mpath, "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(root)
+    except OSError as e:  # disk full, read-only or vanished folder...
+        if "tmp" in locals() and tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        reason = " ".join(str(e.strerror or e).split())  # one line
+        return (f"could not write checkpoint step {step} to {root}: {reason}; "
+                "the previous checkpoint is intact")
+    # Rotation only after the new checkpoint is complete, so a failed save never costs the
+    # last good one.
+    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
+
+
+def verify(ckpt: Path) -> str | None:
+    """None if the checkpoint is whole, else what is wrong with it."""
+    mpath = ckpt / MANIFEST
+    if not mpath.is_file():
+        return "no manifest"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError):
+        return "unreadable manifest"
+    for name, meta in manifest.get("files", {}).items():
+        p = ckpt / name
+        if not p.is_file():
+            return f"missing {name}"
+        if p.stat().st_size != meta["bytes"]:
+            return f"{name} is truncated"
+        if _sha256(p) != meta["sha256"]:
+            return f"{name} fails its checksum"
+    return None
+
+
+def latest_valid(root: Path, log=print) -> Path | None:
+    for ckpt in reversed(list_checkpoints(root)):
+        problem = verify(ckpt)
+        if problem is None:
+            return ckpt
+        log(f"checkpoint {ckpt.name} is corrupt ({problem}); falling back to the previous one")
+    return None
+
+
+def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False) -> None:
+    """Only the model weights of checkpoint `ckpt` (e.g. `best`), into `model`."""
+    if sharded:
+        from safetensors.torch import load_file
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        # strict=False: a tied weight is stored once (see `_save_tensors`) and loading it
+        # through either name restores both.
+        set_model_state_dict(model, load_file(str(ckpt / "model.safetensors")),
+                             options=StateDictOptions(full_state_dict=True, strict=False))
+    else:
+        load_model(model, str(ckpt / "model.safetensors"))
+
+
+def load_checkpoint(ckpt: Path, model: torch.nn.Module, optimizer, scaler, *,
+                    sharded: bool = False) -> dict[str, Any]:
+    """Restore model, optimiser, scaler and this rank's RNG state; returns the trainer state.
+    `sharded`: the model is FSDP-sharded (every rank reads the full files and keeps its shard)."""
+    extra = torch.load(ckpt / "rng.pt", weights_only=True, map_location="cpu")
+    if bool(extra.get("sharded", False)) != sharded:
+        raise MlmkitError(f"checkpoint {ckpt} was written {'with' if extra.get('sharded') else 'without'} "
+                          "FSDP; resume it with the same train.strategy")
+    optim_sd = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu")
+    load_weights(ckpt, model, sharded=sharded)
+    if sharded:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+
+        set_optimizer_state_dict(model, optimizer, optim_sd, options=StateDictOptions(full_state_dict=True))
+    else:
+        optimizer.load_state_dict(optim_sd)
+    if scaler is not None and "scaler" in extra:
+        scaler.load_state_dict(extra["scaler"])
+    dist = _dist()
+    rank = dist.get_rank() if dist else 0
+    per_rank = extra.get("rng_per_rank") or [extra["rng"]]
+    # Same world size: each rank gets its own stream back; otherwise rank 0's (data order and
+    # masks do not depend on it, only dropout does).
+    set_rng_state(per_rank[rank] if rank < len(per_rank) else extra["rng"])
+    return json.loads((ckpt / "trainer_state.json").read_text())

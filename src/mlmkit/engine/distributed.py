@@ -1,0 +1,141 @@
+"""torchrun: joining the process group, collectives the loop needs, FSDP2 sharding, and the
+module under the wrappers (DDP, torch.compile)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    strategy: str = "none"  # "none" (one process), "ddp" or "fsdp"
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def fsdp(self) -> bool:
+        return self.strategy == "fsdp"
+
+
+def init_distributed(strategy: str = "auto") -> Dist:
+    """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
+    MASTER_ADDR, ...); NCCL on CUDA, gloo on CPU. A single process ignores `strategy`."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return Dist()
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend=backend)
+    local = int(os.environ.get("LOCAL_RANK", 0))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local)
+    return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
+                strategy="fsdp" if strategy == "fsdp" else "ddp")
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) as torchrun sets them, before or without a process group."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def barrier(dist_info: Dist) -> None:
+    if dist_info.enabled:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def all_reduce_sum(values: list[float], device: torch.device, dist_info: Dist) -> list[float]:
+    if not dist_info.enabled:
+        return values
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def all_gather_objects(obj, dist_info: Dist) -> list:
+    """`obj` of every rank, in rank order ([obj] in one process)."""
+    if not dist_info.enabled:
+        return [obj]
+    import torch.distributed as dist
+
+    out = [None] * dist_info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def broadcast_object(obj, dist_info: Dist):
+    """Rank 0's `obj` on every rank."""
+    if not dist_info.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def any_rank(flag: bool, device: torch.device, dist_info: Dist) -> bool:
+    """True if `flag` is true on any rank. Decisions that end the loop (a signal, the time
+    budget) must be taken by all ranks together, or the others wait forever in a collective."""
+    if not dist_info.enabled:
+        return flag
+    return all_reduce_sum([1.0 if flag else 0.0], device, dist_info)[0] > 0
+
+
+def shard_model(model: torch.nn.Module, device: torch.device, dist_info: Dist) -> None:
+    """FSDP2, in place: each transformer layer (the items of every top-level ModuleList) is its
+    own unit, gathered just for its forward/backward; the rest (embeddings, tied head) is the
+    root unit. Tied weights must stay in one unit, hence the embeddings are not split out."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(device.type, (dist_info.world_size,))
+    done: list[str] = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and not any(name.startswith(d + ".") for d in done):
+            for i, layer in enumerate(module):
+                fully_shard(layer, mesh=mesh)
+                done.append(f"{name}.{i}")
+    fully_shard(model, mesh=mesh)
+
+
+def full_copy(model: torch.nn.Module, sharded_like: torch.nn.Module) -> torch.nn.Module:
+    """An unsharded CPU copy of FSDP model `sharded_like` for saving, built on the structure
+    `model` (a copy on the meta device taken before sharding). Collective: every rank calls it."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(sharded_like, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    if state:  # rank 0
+        model.load_state_dict(state, assign=True, strict=False)
+        inner = getattr(model, "model", model)
+        if hasattr(inner, "tie_weights"):  # HF: restore the embedding/decoder tie
+            inner.tie_weights()
+    return model
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """The module under DDP (`.module`) and torch.compile (`._orig_mod`) wrappers."""
+    while True:
+        if hasattr(module, "_orig_mod") and isinstance(module._orig_mod, torch.nn.Module):
+            module = module._orig_mod
+        elif type(module).__name__ == "DistributedDataParallel":
+            module = module.module
+        else:
+            return module

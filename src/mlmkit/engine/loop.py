@@ -1,0 +1,538 @@
+"""The training loop, cut into named steps (after nanoGPT's train.py, readable in one sitting).
+
+It drives any `Task` (token MLM, character MLM, classification): AdamW with warmup then
+linear/cosine decay, gradient accumulation (token-weighted across micro-batches and ranks),
+clipping, mixed precision chosen per device, periodic evaluation with early stopping and an
+optional best checkpoint, atomic checkpoints with exact resume, NaN/inf skipping, SIGTERM/SIGINT
+save-and-exit, and DDP/FSDP when launched by torchrun.
+
+    set-up:      devices, model placement (FSDP sharding), optimiser, resume, wrappers, plan
+    micro-batch: forward + backward of one micro-batch, scaled by the step's target count
+    step:        finite check, unscale, clip, optimiser step, counters, logging
+    evaluation:  metrics, samples, best/early stopping
+    checkpoint:  periodic, on a signal, at the end
+    finish:      final evaluation, model folder, summary.json
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from ..errors import MlmkitError
+from ..report.loggers import build_loggers
+from ..report.progress import progress_bar, write as progress_write
+from ..runs import METRICS_FILE, MODEL_DIR, SUMMARY_FILE
+from . import checkpoint as ckpt_io
+from .config import OptimConfig, TrainConfig
+from .device import autocast, pick_device, pick_precision, to_device
+from .distributed import (all_reduce_sum, any_rank, broadcast_object, full_copy, init_distributed,
+                          shard_model)
+from .evaluation import evaluate
+from .metrics import MetricsFile, truncate_metrics
+from .optim import clip_grad_norm, lr_factor, make_optimizer
+from .task import Task
+
+
+@dataclass
+class TrainState:
+    step: int = 0  # optimiser steps done
+    epoch: int = 0
+    batch_in_epoch: int = 0  # next batch to read in `epoch`
+    tokens: int = 0
+    targets: int = 0
+    elapsed: float = 0.0  # training seconds before this process (for time budgets across resumes)
+    best_eval: float | None = None  # best value of train.best_metric so far
+    best_step: int = 0
+    evals_without_improvement: int = 0
+    bad_steps_total: int = 0
+    world_size: int = 1  # ranks that wrote the checkpoint (the global batch depends on it)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class StepResult:
+    """What the micro-batches of one optimiser step added up to (this rank's share)."""
+
+    loss_sum: float = 0.0
+    targets: int = 0
+    tokens: int = 0
+    global_targets: float | None = None  # all ranks (distributed runs only)
+    global_tokens: float | None = None
+
+
+@dataclass
+class _Window:
+    """Training loss and throughput since the last log line."""
+
+    t: float = field(default_factory=time.perf_counter)
+    loss_sum: float = 0.0
+    targets: int = 0
+    tokens: int = 0
+
+
+class GracefulExit:
+    """SIGTERM/SIGINT set a flag; the loop saves a checkpoint at the next step boundary (a
+    second Ctrl-C stops at once)."""
+
+    def __init__(self):
+        self.requested: str | None = None
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested is not None and signum == signal.SIGINT:
+            # A second Ctrl-C: stop now, without the checkpoint (saving is atomic, so at worst
+            # the save in progress is lost and the previous checkpoint remains).
+            raise KeyboardInterrupt
+        self.requested = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def batches_forever(task: Task, state: TrainState):
+    """Yield (epoch, index, batch) from the saved position on, across epochs."""
+    epoch, start = state.epoch, state.batch_in_epoch
+    while True:
+        got = False
+        for i, batch in enumerate(task.train_batches(epoch, start), start=start):
+            got = True
+            yield epoch, i, batch
+        if not got and start == 0:
+            raise MlmkitError("the training data produced no batches (is it empty?)")
+        epoch, start = epoch + 1, 0
+
+
+class Trainer:
+    """One training run of `task.model`: checkpoints, metrics.jsonl and the final model go to
+    `cfg.output_dir`. `train()` below is the one-call form."""
+
+    def __init__(self, task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool = False,
+                 save_final: bool = True, log: Callable[[str], None] = print,
+                 on_eval: Callable[[dict], None] | None = None):
+        self.task, self.cfg, self.optim_cfg = task, cfg, optim_cfg
+        self.resume, self.save_final, self.on_eval = resume, save_final, on_eval
+        self.log = log
+        self.stop_reason = "finished"
+        self.interrupted: str | None = None  # the signal that stopped the run (on any rank)
+        self.last_eval: dict = {}
+        self._sample_error = False
+
+    # ------------------------------------------------------------------------ set-up
+    def setup(self) -> None:
+        cfg = self.cfg
+        if cfg.threads:
+            # Small models on a small, busy CPU: fewer threads than cores can be several times
+            # faster (spinning OpenMP threads fight over the cores).
+            torch.set_num_threads(cfg.threads)
+        self.dist = init_distributed(cfg.strategy)
+        self.device = pick_device(cfg.device)
+        self.precision = pick_precision(cfg.precision, self.device)
+        self.out_dir = Path(cfg.output_dir)
+        self.ckpt_dir = self.out_dir / "checkpoints"
+        self.main = self.dist.is_main
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed + self.dist.rank)
+        self.model = self._place_model()
+        groups = getattr(self.task, "param_groups", lambda m: [])(self.model)
+        self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, groups)
+        self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        self.state = self._restore() if self.resume else TrainState()
+        self.train_model = self._wrap_model()
+        self._plan()
+        self.loggers = build_loggers(cfg, self.out_dir, enabled=self.main)
+        self.metrics = MetricsFile(self.out_dir / METRICS_FILE, self.loggers, enabled=self.main)
+        self.saved_step = self.state.step if self.resume and self.state.step else -1
+
+    def _place_model(self) -> torch.nn.Module:
+        model = self.task.model.to(self.device)
+        model.train()
+        self.skeleton = None  # FSDP: an unsharded meta-device copy, to save the final model from
+        if self.dist.fsdp:
+            import copy
+
+            self.skeleton = copy.deepcopy(model).to("meta") if self.main else None
+            shard_model(model, self.device, self.dist)  # before the optimiser: it must see the shards
+        sparse_tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+        if self.dist.enabled and sparse_tables:
+            for table in sparse_tables:  # DDP/FSDP reduce dense gradients
+                table.sparse = False
+            self._log("distributed run: the sparse-gradient embedding tables use dense gradients and AdamW")
+        return model
+
+    def _restore(self) -> TrainState:
+        found = self._pick_checkpoint()
+        state = TrainState()
+        if found is None:
+            self.log(f"no checkpoint in {self.ckpt_dir}; starting from scratch")
+        else:
+            saved = ckpt_io.load_checkpoint(found, self.model, self.optimizer, self.scaler, sharded=self.dist.fsdp)
+            state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
+            self.log(f"resumed from {found.name} (step {state.step}, epoch {state.epoch}, "
+                     f"batch {state.batch_in_epoch})")
+            if state.world_size != self.dist.world_size:
+                self.log(f"warning: the checkpoint was written by {state.world_size} rank(s), this run has "
+                         f"{self.dist.world_size}: the global batch (batch_size x ranks), hence the data order "
+                         "of the current epoch, changes; the resumed run is not the one that was stopped")
+        state.world_size = self.dist.world_size
+        if self.main:
+            truncate_metrics(self.out_dir / METRICS_FILE, state.step)
+        return state
+
+    def _pick_checkpoint(self) -> Path | None:
+        """The newest checkpoint that verifies, chosen by rank 0 and sent to all ranks (so they
+        all load the same one, and the checksums are read once)."""
+        found = ckpt_io.latest_valid(self.ckpt_dir, log=self.log) if self.main else None
+        found = broadcast_object(None if found is None else str(found), self.dist)
+        return None if found is None else Path(found)
+
+    def _wrap_model(self) -> torch.nn.Module:
+        if self.dist.enabled and getattr(self.task, "world_size", 1) != self.dist.world_size:
+            # A task shards its data by rank itself (rank/world_size); one that does not would
+            # have every rank train on the same batches -- correct but wasted.
+            self.log(f"warning: {type(self.task).__name__} does not split its batches over the "
+                     f"{self.dist.world_size} ranks: every rank trains on the same data")
+        train_model = self.model
+        if self.dist.enabled and not self.dist.fsdp:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            train_model = DDP(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        if self.cfg.compile:
+            from .compiling import compile_for_training
+
+            # Regional: the repeated encoder layers, in place (most of the speed-up, a fraction
+            # of the compile time of the whole model; see compiling.py and bench/throughput.py).
+            train_model = compile_for_training(train_model)
+        return train_model
+
+    def _plan(self) -> None:
+        cfg, optim = self.cfg, self.optim_cfg
+        per_epoch = self.task.num_batches(0)
+        self.total_steps = cfg.max_steps
+        if self.total_steps is None and per_epoch and not cfg.max_minutes:
+            self.total_steps = max(1, int(math.ceil(per_epoch * cfg.epochs / cfg.grad_accum)))
+        self.budget_s = cfg.max_minutes * 60 if cfg.max_minutes else None
+        if self.total_steps is None and self.budget_s is None:
+            raise MlmkitError("set train.max_steps or train.max_minutes for a streaming dataset")
+        if optim.warmup_steps is not None and self.total_steps:
+            self.warmup = min(1.0, optim.warmup_steps / self.total_steps)
+        else:
+            self.warmup = optim.warmup_ratio
+
+    def _log(self, message: str) -> None:
+        if self.main:
+            self.log(message)
+
+    # ------------------------------------------------------------------------ the loop
+    def run(self) -> dict[str, Any]:
+        self.setup()
+        self.stream = batches_forever(self.task, self.state)
+        self.t_start = time.perf_counter()
+        self.window = _Window()
+        self.consecutive_bad = 0
+        self.bar = progress_bar(total=self.total_steps, initial=self.state.step, unit="step", desc="training",
+                                disable=not (self.cfg.progress and self.main))
+        if self.state.step == 0 and self.cfg.eval_at_start:
+            self._evaluate_start()
+        self.t_start = time.perf_counter()
+        with GracefulExit() as graceful:
+            try:
+                while not self._out_of_budget():
+                    if not self._train_step():
+                        continue
+                    if self.state.step % self.cfg.eval_every == 0 and self._evaluate():
+                        break
+                    # torchrun forwards SIGTERM to every rank, but not necessarily at the same step.
+                    if any_rank(graceful.requested is not None, self.device, self.dist):
+                        self.interrupted = graceful.requested or "a stop signal on another rank"
+                        self.stop_reason = f"received {self.interrupted}"
+                        break
+                    if self.cfg.save_every and self.state.step % self.cfg.save_every == 0:
+                        self._checkpoint()
+            finally:
+                self.bar.close()
+        return self._finish()
+
+    def _elapsed(self) -> float:
+        return self.state.elapsed + time.perf_counter() - self.t_start
+
+    def _out_of_budget(self) -> bool:
+        if self.total_steps is not None and self.state.step >= self.total_steps:
+            return True
+        if self.budget_s is not None and any_rank(self._elapsed() >= self.budget_s, self.device, self.dist):
+            self.stop_reason = "time budget reached"
+            return True
+        return False
+
+    def _progress(self, elapsed: float | None = None) -> float:
+        p = 0.0
+        if self.total_steps:
+            p = max(p, self.state.step / self.total_steps)
+        if self.budget_s:
+            p = max(p, (self._elapsed() if elapsed is None else elapsed) / self.budget_s)
+        return min(p, 1.0)
+
+    # ------------------------------------------------------------------------ one step
+    def _train_step(self) -> bool:
+        """Gather, forward and backward the micro-batches of one optimiser step, then step;
+        False if the step was skipped (NaN/inf loss)."""
+        micro = []
+        for _ in range(self.cfg.grad_accum):
+            epoch, index, batch = next(self.stream)
+            micro.append(batch)
+            self.state.epoch, self.state.batch_in_epoch = epoch, index + 1
+        denom, result, elapsed = self._loss_divisor(micro)
+        lr = self.optim_cfg.lr * lr_factor(self._progress(elapsed), self.warmup, self.optim_cfg.schedule,
+                                           self.optim_cfg.min_lr_ratio)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        for j, batch in enumerate(micro):
+            self._micro_batch(to_device(batch, self.device), denom, last=j == len(micro) - 1, result=result)
+        if not self._finite(result.loss_sum):
+            self._skip_bad_step(result.loss_sum)
+            return False
+        self.consecutive_bad = 0
+        self._optimizer_step()
+        self._count(result, lr)
+        return True
+
+    def _loss_divisor(self, micro: list) -> tuple[float, StepResult, float | None]:
+        """The step's loss is the mean over *all* its real targets, on all ranks. DDP and FSDP
+        average gradients over the W ranks, so rank r back-propagates W * loss_sum_r / n_global:
+        the average of those is sum_r loss_sum_r / n_global, the token-weighted mean, even when
+        ranks hold different numbers of targets (a plain mean of per-rank means would weight a
+        rank's targets by 1/n_r). The task counts the targets: padding never does."""
+        counts = [self.task.counts(b) for b in micro]
+        n_targets = sum(c[0] for c in counts)
+        result = StepResult()
+        if not self.dist.enabled:
+            return max(n_targets, 1), result, None
+        # (+ rank 0's clock: with a time budget the LR follows elapsed time, and ranks reading
+        # their own clocks would step with different LRs and drift.)
+        mine = self._elapsed() if self.main else 0.0
+        n_global, tokens_global, elapsed = all_reduce_sum([n_targets, sum(c[1] for c in counts), mine],
+                                                          self.device, self.dist)
+        result.global_targets, result.global_tokens = n_global, tokens_global
+        return max(n_global, 1.0) / self.dist.world_size, result, elapsed
+
+    def _micro_batch(self, batch: dict, denom: float, *, last: bool, result: StepResult) -> None:
+        """Forward and backward one micro-batch; gradients are synchronised on the last one."""
+        sync = contextlib.nullcontext()
+        if self.dist.fsdp:  # reduce-scatter gradients on the last micro-batch only
+            self.model.set_requires_gradient_sync(last)
+        elif self.dist.enabled and not last:
+            sync = self.train_model.no_sync()
+        with sync:
+            with autocast(self.device, self.precision):
+                out = self.task.forward(self.train_model, batch)
+            # Token-weighted over the micro-batches: each target counts once.
+            loss = out.loss * int(out.n_targets)
+            loss = loss / denom
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+        result.loss_sum += float(out.loss_sum)
+        result.targets += int(out.n_targets)
+        result.tokens += int(out.n_tokens)
+
+    def _finite(self, loss_sum: float) -> bool:
+        finite = math.isfinite(loss_sum)
+        if self.dist.enabled:
+            finite = all_reduce_sum([0.0 if finite else 1.0], self.device, self.dist)[0] == 0
+        return finite
+
+    def _skip_bad_step(self, loss_sum: float) -> None:
+        state = self.state
+        self.optimizer.zero_grad(set_to_none=True)
+        self.consecutive_bad += 1
+        state.bad_steps_total += 1
+        self.log(f"step {state.step + 1}: loss is {loss_sum} (NaN/inf); step skipped "
+                 f"({self.consecutive_bad} in a row, {state.bad_steps_total} in total)")
+        self.metrics.write({"step": state.step + 1, "event": "nonfinite_loss_skipped"})
+        if self.consecutive_bad >= self.cfg.max_bad_steps:
+            self._save()
+            raise MlmkitError(f"stopped after {self.consecutive_bad} consecutive NaN/inf losses at step "
+                              f"{state.step}; checkpoint saved in {self.ckpt_dir} (try a lower optim.lr)")
+
+    def _optimizer_step(self) -> None:
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)
+        if self.optim_cfg.grad_clip and self.optim_cfg.grad_clip > 0:
+            clip_grad_norm(self.model.parameters(), self.optim_cfg.grad_clip)
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def _count(self, result: StepResult, lr: float) -> None:
+        """Advance the counters, the progress bar and, every `log_every` steps, metrics.jsonl."""
+        state, w = self.state, self.window
+        state.step += 1
+        distributed = result.global_tokens is not None
+        state.tokens += int(result.global_tokens) if distributed else result.tokens
+        state.targets += int(result.global_targets) if distributed else result.targets
+        self.bar.update(1)
+        w.loss_sum += result.loss_sum
+        w.targets += result.targets
+        w.tokens += result.tokens
+        if state.step % self.cfg.log_every == 0 or state.step == 1:
+            now = time.perf_counter()
+            tot = all_reduce_sum([w.loss_sum, w.targets, w.tokens], self.device, self.dist)
+            avg = tot[0] / max(tot[1], 1)
+            tps = tot[2] / max(now - w.t, 1e-9)
+            self.metrics.write({"step": state.step, "epoch": state.epoch, "loss": avg, "lr": lr,
+                                "tokens_per_s": tps, "tokens": state.tokens,
+                                "time_s": state.elapsed + now - self.t_start})
+            self.bar.set_postfix(loss=f"{avg:.3f}", lr=f"{lr:.2e}", tok_s=f"{tps:,.0f}")
+            self.window = _Window(t=now)
+
+    # ------------------------------------------------------------------------ evaluation
+    def _evaluate_start(self) -> None:
+        """The starting point, so every run reports how far it moved."""
+        first = evaluate(self.task, self.model, self.device, self.precision, self.dist)
+        if first:
+            self.metrics.write({**first, "step": 0, "time_s": 0.0})
+            self._log(f"step 0: {_eval_line(first)}")
+
+    def _evaluate(self) -> bool:
+        """Evaluate, log, track the best; True if early stopping ends the run."""
+        state = self.state
+        self.last_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
+        if not self.last_eval:
+            return False
+        self.last_eval.update(step=state.step, time_s=self._elapsed())
+        self.metrics.write(self.last_eval)
+        self._log_samples()
+        if self.on_eval:
+            self.on_eval(self.last_eval)
+        if self.main:
+            progress_write(f"step {state.step}: {_eval_line(self.last_eval)}", file=sys.stderr)
+        if self._improved(self.last_eval.get(self.cfg.best_metric)):
+            state.best_eval, state.best_step = self.last_eval[self.cfg.best_metric], state.step
+            state.evals_without_improvement = 0
+            if self.cfg.restore_best:
+                ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
+                                        sharded=self.dist.fsdp, best=True)
+        else:
+            state.evals_without_improvement += 1
+        patience = self.cfg.early_stopping_patience
+        if patience is not None and state.evals_without_improvement >= patience:
+            self.stop_reason = f"early stopping (no improvement in {patience} evaluations)"
+            return True
+        return False
+
+    def _improved(self, value: float | None) -> bool:
+        if value is None:
+            raise MlmkitError(f"train.best_metric: the evaluation has no {self.cfg.best_metric!r} "
+                              f"(it reports {', '.join(k for k in self.last_eval if k.startswith('eval_'))})")
+        best = self.state.best_eval
+        if best is None:
+            return True
+        return value < best - 1e-4 if self.cfg.lower_is_better else value > best + 1e-4
+
+    def _log_samples(self) -> None:
+        """Original / Masked / Predicted for a few fixed validation examples (the same ones at
+        every evaluation, so the text shows the model learning). rank 0 alone cannot run an
+        FSDP-sharded model, so not then."""
+        if not (self.main and self.cfg.show_samples > 0 and not self.dist.fsdp):
+            return
+        try:
+            text = getattr(self.task, "sample_text", lambda m, n: None)(self.model, self.cfg.show_samples)
+        except Exception as e:  # a display aid must never stop a long run; say so once
+            if not self._sample_error:
+                warnings.warn(f"could not log prediction samples: {type(e).__name__}: {e}", stacklevel=2)
+            self._sample_error = True
+            return
+        if text:
+            self.loggers.log_text("samples", text, self.state.step)
+
+    # ------------------------------------------------------------------------ checkpoints
+    def _checkpoint(self) -> None:
+        """A periodic checkpoint; the time spent saving does not count against the budget."""
+        self.state.elapsed += time.perf_counter() - self.t_start
+        self.t_start = time.perf_counter()
+        self._save()
+
+    def _save(self) -> None:
+        if self.saved_step == self.state.step:  # e.g. a periodic save of this very step
+            return
+        # Collective under DDP/FSDP (every rank calls it; rank 0 writes); a write error is
+        # raised on every rank as one MlmkitError.
+        ckpt_io.save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizer, self.scaler,
+                                self.state.to_json(), keep=self.cfg.keep_checkpoints, sharded=self.dist.fsdp)
+        self.saved_step = self.state.step
+
+    # ------------------------------------------------------------------------ finish
+    def _finish(self) -> dict[str, Any]:
+        state = self.state
+        self._checkpoint()
+        if self.interrupted:
+            self._log(f"{self.stop_reason}: checkpoint saved at step {state.step} in {self.ckpt_dir}; "
+                      "continue with --resume")
+            self.loggers.close()
+            return {"stopped": self.stop_reason, "step": state.step}
+        best = self.ckpt_dir / ckpt_io.BEST
+        if self.cfg.restore_best and state.best_step and state.best_step != state.step and best.is_dir():
+            ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp)
+            self._log(f"restored the weights of step {state.best_step} (best {self.cfg.best_metric})")
+        final_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
+        if final_eval:
+            final_eval.update(step=state.step, time_s=state.elapsed, final=True)
+            self.metrics.write(final_eval)
+        summary = {"stopped": self.stop_reason, "step": state.step, "tokens": state.tokens,
+                   "train_seconds": round(state.elapsed, 1), "precision": self.precision,
+                   "device": str(self.device), "bad_steps_skipped": state.bad_steps_total, **final_eval}
+        if self.cfg.restore_best:
+            summary["best_step"] = state.best_step
+        if self.save_final:
+            final = full_copy(self.skeleton, self.model) if self.dist.fsdp else self.model  # (collective)
+            if self.main:
+                self.task.save_pretrained(final, self.out_dir / MODEL_DIR)
+            summary["model_dir"] = str(self.out_dir / MODEL_DIR)
+        if self.main:
+            (self.out_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2))
+        self.loggers.close()
+        return summary
+
+
+_SHORT = {"eval_loss": ("loss", ".4f"), "eval_perplexity": ("ppl", ".2f"), "eval_accuracy": ("acc", ".3f")}
+
+
+def _eval_line(metrics: dict) -> str:
+    """`eval loss 2.1879 ppl 8.92 acc 0.405` and any further metric the task reports."""
+    parts = [f"{name} {metrics[k]:{fmt}}" for k, (name, fmt) in _SHORT.items() if k in metrics]
+    parts += [f"{k[len('eval_'):]} {v:.4f}" for k, v in metrics.items()
+              if k.startswith("eval_") and k not in _SHORT and isinstance(v, float)]
+    return "eval " + " ".join(parts)
+
+
+def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool = False,
+          save_final: bool = True, log: Callable[[str], None] = print,
+          on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Train `task.model`; writes checkpoints, metrics.jsonl and the final model to cfg.output_dir."""
+    return Trainer(task, cfg, optim_cfg, resume=resume, save_final=save_final, log=log, on_eval=on_eval).run()

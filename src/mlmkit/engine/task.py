@@ -1,0 +1,112 @@
+"""The contract between the engine and what is being trained.
+
+The engine (`engine/loop.py`) knows nothing about tokens, characters or labels. A *task* owns the
+model, turns data into batches (masking included), computes the loss and says how many real
+targets a batch holds; the token-level MLM (`token_mlm`), the character-level MLM (`char_mlm`)
+and sequence classification (`finetune`) are the tasks mlmkit ships. `TaskBase` gives the
+optional parts a default.
+
+Determinism rule: batch number `index` of epoch `epoch` must be a pure function of
+(seed, epoch, index) -- data order *and* mask -- so that resume can start at any batch in O(1)
+and reproduce the uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol
+
+import torch
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass
+class LossOutput:
+    """What one forward pass reports.
+
+    loss:      mean loss over the batch's targets (what is back-propagated).
+    n_targets: number of predicted targets (masked tokens / masked characters / labels).
+    loss_sum:  loss * n_targets, detached, so losses can be token-weighted across batches/ranks.
+    n_correct: number of targets whose arg-max prediction is right.
+    n_tokens:  non-padding input positions processed (for throughput).
+    extra:     further counts that evaluation sums over batches and ranks (numbers or arrays,
+               e.g. exactly matched spans, per-class true positives), read by `eval_metrics`.
+    """
+
+    loss: torch.Tensor
+    n_targets: int | torch.Tensor
+    loss_sum: torch.Tensor
+    n_correct: int | torch.Tensor
+    n_tokens: int | torch.Tensor
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ParamGroup:
+    """Parameters a task wants optimised apart from the rest, e.g. hashed n-gram tables: a
+    memory whose rows are touched only when their context occurs gets its own LR multiplier and
+    no weight decay (which would erase rare contexts between their occurrences)."""
+
+    params: list[torch.nn.Parameter]
+    lr_scale: float = 1.0
+    weight_decay: float | None = None  # None: optim.weight_decay
+
+
+class Task(Protocol):
+    model: torch.nn.Module
+
+    def num_batches(self, epoch: int) -> int | None:
+        """Batches in one epoch (None for an endless stream)."""
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """Batches of `epoch` from batch number `start` on; must reach `start` without reading
+        the skipped data (O(1) resume)."""
+
+    def eval_batches(self) -> Iterator[Batch]:
+        """Validation batches with a fixed, seeded mask (same every call)."""
+
+    def counts(self, batch: Batch) -> tuple[int, int]:
+        """(real targets, non-padding input positions) of `batch`, known before the forward
+        pass: the engine divides a step's summed loss by the targets of all its micro-batches on
+        all ranks, so padding in a target tensor must not count."""
+
+    def forward(self, model: torch.nn.Module, batch: Batch) -> LossOutput:
+        """Loss of `model` on `batch` (batch already on the model's device)."""
+
+    def save_pretrained(self, model: torch.nn.Module, path: Path) -> None:
+        """Write a loadable model folder (weights in safetensors, config, tokenizer/alphabet)."""
+
+    def describe(self) -> dict[str, Any]:
+        """A few facts for the run summary (vocab size, examples, ...)."""
+
+
+def standard_metrics(totals: dict[str, Any]) -> dict[str, float]:
+    """Token-weighted loss, perplexity and accuracy over every target of the validation set."""
+    n = totals["targets"]
+    if n == 0:
+        return {}
+    loss = totals["loss_sum"] / n
+    return {"eval_loss": loss, "eval_perplexity": math.exp(min(loss, 50.0)),
+            "eval_accuracy": totals["correct"] / n, "eval_targets": int(n)}
+
+
+class TaskBase:
+    """Defaults for the optional parts of a task."""
+
+    world_size: int = 1  # ranks the task splits its batches over (the engine warns if it does not)
+
+    def param_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
+        """Parameters to optimise apart (own LR multiplier / weight decay); [] for none."""
+        return []
+
+    def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
+        """Metrics from the summed evaluation counts (`loss_sum`, `targets`, `correct`, extras)."""
+        return standard_metrics(totals)
+
+    def sample_text(self, model: torch.nn.Module, n: int) -> str | None:
+        """A few validation examples as text (Original / Masked / Predicted), logged at each
+        evaluation; None if the task has nothing to show."""
+        return None

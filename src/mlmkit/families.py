@@ -1,0 +1,52 @@
+"""The registry of model families, and what is decided through it: which config class a run's
+`task` key selects, and which family a saved model folder belongs to. Commands ask here and never
+branch on the family themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .char_mlm import FAMILY as CHAR
+from .config import from_dict, merge_sources, shown
+from .errors import ConfigError
+from .family import Family
+from .token_mlm import FAMILY as TOKEN
+
+# Asked in this order for a model folder: the token family takes anything the others do not claim.
+FAMILIES: dict[str, Family] = {f.name: f for f in (CHAR, TOKEN)}
+DEFAULT = TOKEN.name
+
+
+def family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(f"config key 'task': {shown(name)!r} is not one of {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+def family_of_model(path: str | Path) -> Family:
+    """The family whose model folder `path` is (a transformers folder or hub name: token)."""
+    for fam in FAMILIES.values():
+        if fam.owns_model_dir(Path(path)):
+            return fam
+    return FAMILIES[DEFAULT]
+
+
+def build_config(raw: dict[str, Any]):
+    """Validate a merged raw mapping into the run config of its family (`task` key)."""
+    raw = dict(raw)
+    raw.pop("description", None)  # presets describe themselves
+    task = raw.get("task", DEFAULT)
+    fam = family(task if isinstance(task, str) else str(task))
+    return from_dict(fam.config_class, raw)
+
+
+def resolve_config(preset: str | None = None, config_file: str | None = None,
+                   overrides: list[str] | None = None, extra: dict | None = None):
+    """defaults <- preset <- config file <- `--set` overrides <- `extra` (the CLI's own flags)."""
+    return build_config(merge_sources(preset, config_file, overrides, extra))
+
+
+def build_task(cfg, *, log=print, progress: bool = True, resume: bool = False):
+    """The engine `Task` of a run config, built by its family."""
+    return family(cfg.task).build_task(cfg, log=log, progress=progress, resume=resume)

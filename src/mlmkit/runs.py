@@ -1,0 +1,86 @@
+"""The layout of a run folder, read back: the final model in `model/`, the resolved config in
+`config.yaml`, metrics in `metrics.jsonl`, the end state in `summary.json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from .errors import MlmkitError
+
+CONFIG_FILE = "config.yaml"
+MODEL_DIR = "model"
+SUMMARY_FILE = "summary.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+def resolve_model_dir(path: str | Path) -> str:
+    """A run folder holds its final model in `model/`; accept either, or a hub name."""
+    p = Path(path)
+    if (p / MODEL_DIR).is_dir() and not (p / "config.json").is_file():
+        return str(p / MODEL_DIR)
+    return str(path)
+
+
+def run_dir_of(path: str | Path) -> Path | None:
+    """The run folder of a run folder or of its `model/` folder; None for anything else."""
+    p = Path(path)
+    if (p / CONFIG_FILE).is_file():
+        return p
+    if p.name == MODEL_DIR and (p.parent / CONFIG_FILE).is_file():
+        return p.parent
+    return None
+
+
+def read_run_config(run_dir: Path | None) -> dict[str, Any]:
+    """The raw `config.yaml` of a run ({} if there is none)."""
+    if run_dir is None or not (run_dir / CONFIG_FILE).is_file():
+        return {}
+    import yaml
+
+    return yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a run killed mid-write may leave a torn last line
+        if isinstance(rec, dict):
+            out.append(rec)
+    return out
+
+
+def run_and_model_dirs(path: str | Path, model_markers: tuple[str, ...]) -> tuple[Path | None, Path]:
+    """(run folder or None, model folder) for a run folder or a bare model folder; a model
+    folder holds one of `model_markers` (config files of the families)."""
+    p = Path(path)
+    if not p.exists():
+        raise MlmkitError(f"{p}: no such run or model folder")
+    if (p / MODEL_DIR).is_dir():
+        return p, p / MODEL_DIR
+    if p.name == MODEL_DIR and (p.parent / CONFIG_FILE).is_file():
+        return p.parent, p
+    if any((p / m).is_file() for m in model_markers):
+        return None, p
+    raise MlmkitError(f"{p}: not a run folder (no model/ inside) or a model folder (no config.json); "
+                      "has the run finished?")
+
+
+def run_facts(run_dir: Path | None) -> dict[str, Any]:
+    """config (dict), summary (dict) and final metrics (dict) of a run; empty where unknown."""
+    facts: dict[str, Any] = {"config": read_run_config(run_dir), "summary": {}, "final": {}}
+    if run_dir is None:
+        return facts
+    if (run_dir / SUMMARY_FILE).is_file():
+        facts["summary"] = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    if (run_dir / METRICS_FILE).is_file():
+        evals = [r for r in read_jsonl(run_dir / METRICS_FILE) if "eval_loss" in r]
+        if evals:
+            facts["final"] = next((r for r in reversed(evals) if r.get("final")), evals[-1])
+    return facts
+
+MASKED_LM_SUBDIR = "masked-lm"  # an --encoder-only export keeps the full masked-LM here

@@ -1,0 +1,65 @@
+"""The token family's config sections (`task: token`), on the shared vocabulary of `mlmkit.config`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ..config import DataSection, MaskingSection, ModelSection, check, check_choices
+from ..engine.config import OptimConfig, TrainConfig
+
+
+@dataclass
+class TokenDataConfig(DataSection):
+    mode: Literal["line_by_line", "group_texts"] = "group_texts"  # see token_mlm/data.py
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(self.max_length >= 8, "data.max_length", "must be >= 8")
+
+
+@dataclass
+class TokenizerConfig:
+    name_or_path: Optional[str] = None  # None: train one (from scratch) or use the init_from checkpoint's
+    kind: Literal["wordpiece", "bpe"] = "wordpiece"
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    lowercase: bool = True
+
+    def __post_init__(self):
+        check_choices(self, "tokenizer")
+        check(self.vocab_size >= 100, "tokenizer.vocab_size", "must be >= 100")
+
+
+@dataclass
+class TokenModelConfig(ModelSection):
+    arch: str = "bert"  # any transformers masked-LM model type: bert, roberta, distilbert, modernbert, ...
+    size: Literal["tiny", "mini", "small", "base"] = "tiny"
+    trust_remote_code: bool = False
+    sparse_prediction: bool = True  # vocabulary projection only on masked positions
+
+
+@dataclass
+class TokenMaskingConfig(MaskingSection):
+    mask_fraction: float = 0.8  # of selected tokens: replaced by [MASK]
+    random_fraction: float = 0.1  # replaced by a random non-special token; the rest stay unchanged
+    whole_word: bool = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        check(0.0 < self.rate < 1.0, "masking.rate", "must be in (0, 1)")
+        check(0.0 <= self.mask_fraction <= 1.0, "masking.mask_fraction", "must be in [0, 1]")
+        check(0.0 <= self.random_fraction <= 1.0, "masking.random_fraction", "must be in [0, 1]")
+        check(self.mask_fraction + self.random_fraction <= 1.0 + 1e-9, "masking.random_fraction",
+              "mask_fraction + random_fraction must be <= 1")
+
+
+@dataclass
+class TokenConfig:
+    task: Literal["token"] = "token"
+    data: TokenDataConfig = field(default_factory=TokenDataConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    model: TokenModelConfig = field(default_factory=TokenModelConfig)
+    masking: TokenMaskingConfig = field(default_factory=TokenMaskingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)

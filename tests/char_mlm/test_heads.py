@@ -1,0 +1,139 @@
+"""The autoregressive span head: no leakage, batching == per-span, decoding consistency."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mlmkit.char_mlm.heads import AutoregressiveSpanHead, ParallelSpanHead, span_loss
+from mlmkit.char_mlm.masking import span_targets
+
+V, D = 30, 32
+MASK = 3
+HEADS = [("gru", 0), ("transformer", 0), ("gru", 64), ("transformer", 64)]  # (kind, n-gram buckets)
+
+
+def _setup(seed=0):
+    """hidden states, the masked input (span characters = MASK), spans and gold targets."""
+    g = torch.Generator().manual_seed(seed)
+    hidden = torch.randn(4, 20, D, generator=g)
+    ids = torch.randint(5, V, (4, 20), generator=g)
+    spans = torch.tensor([[0, 1, 5], [0, 9, 2], [1, 3, 1], [2, 2, 6], [3, 10, 4]])
+    masked = ids.clone()
+    for row, start, n in spans.tolist():
+        masked[row, start: start + n] = MASK
+    return hidden, masked, spans, span_targets(ids, spans)
+
+
+def _ar_head(kind, ngram):
+    head = AutoregressiveSpanHead(D, V, kind=kind, ngram_buckets=ngram, ngram_max=4)
+    if ngram:  # the memory starts at zero (a no-op): give it weights so that it matters
+        torch.nn.init.normal_(head.ngram.emb.weight)
+    return head.eval()
+
+
+@pytest.mark.parametrize("kind,ngram", HEADS)
+def test_no_leakage(kind, ngram):
+    torch.manual_seed(0)
+    head = _ar_head(kind, ngram)
+    hidden, ids, spans, tg = _setup()
+    base = head(hidden, spans, tg, ids)
+    for t in range(tg.shape[1]):
+        tg2 = tg.clone()
+        live = tg2[:, t] >= 0
+        tg2[live, t] = (tg2[live, t] - 5 + 7) % (V - 5) + 5  # a different gold character at t
+        out = head(hidden, spans, tg2, ids)
+        diff = (out - base).abs().amax(-1)  # (S, Lmax)
+        assert diff[:, : t + 1].max().item() == 0.0, f"logits at <= {t} changed"
+        later = live & (spans[:, 2] > t + 1)
+        if later.any():
+            assert diff[later, t + 1].min().item() > 0.0  # and the next step does use it
+
+
+def test_ngram_memory_reads_the_context_around_the_span():
+    """The memory is keyed on the characters next to the span: changing one just left of a span
+    changes that span's logits (and no other span's, unless it is that close to it too)."""
+    torch.manual_seed(0)
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=64, ngram_max=4)
+    torch.nn.init.normal_(head.ngram.emb.weight)
+    head.eval()
+    hidden, ids, spans, tg = _setup()
+    base = head(hidden, spans, tg, ids)
+    ids2 = ids.clone()
+    ids2[3, 9] = (ids2[3, 9] - 5 + 1) % (V - 5) + 5  # just left of span 4 (row 3, start 10)
+    diff = (head(hidden, spans, tg, ids2) - base).abs().amax((1, 2))
+    assert diff[4] > 0 and (diff[:4] == 0).all()
+    with pytest.raises(ValueError, match="input_idx"):
+        head(hidden, spans, tg)
+
+
+@pytest.mark.parametrize("kind,ngram", HEADS)
+def test_batched_equals_one_span_at_a_time(kind, ngram):
+    torch.manual_seed(0)
+    head = _ar_head(kind, ngram)
+    hidden, ids, spans, tg = _setup(1)
+    batched = head(hidden, spans, tg, ids)
+    for s in range(spans.shape[0]):
+        n = int(spans[s, 2])
+        single = head(hidden, spans[s: s + 1], tg[s: s + 1, :n], ids)
+        assert torch.allclose(single[0], batched[s, :n], atol=1e-5)
+
+
+@pytest.mark.parametrize("kind,ngram", HEADS + [("parallel", 0)])
+def test_greedy_and_beam_scores_match_teacher_forcing(kind, ngram):
+    """Incremental decoding (with the memory updated as characters are chosen) scores a sequence
+    exactly as the teacher-forced forward does."""
+    torch.manual_seed(0)
+    head = ParallelSpanHead(D, V).eval() if kind == "parallel" else _ar_head(kind, ngram)
+    hidden, ids, spans, tg = _setup(2)
+    seqs, scores = head.beam_search(hidden, spans, beam=1, input_idx=ids)
+    seqs4, scores4 = head.beam_search(hidden, spans, beam=4, input_idx=ids)
+    for s in range(spans.shape[0]):
+        n = int(spans[s, 2])
+        for seq, sc in ((seqs[s, 0, :n], scores[s, 0]), (seqs4[s, 0, :n], scores4[s, 0])):
+            assert seq.min().item() >= 5  # specials are never generated
+            lp = F.log_softmax(head(hidden, spans[s: s + 1], seq[None], ids), -1)[0]
+            assert torch.allclose(lp.gather(1, seq[:, None]).sum(), sc, atol=1e-4)
+        assert scores4[s, 0] >= scores[s, 0] - 1e-5  # the beam never loses to greedy
+        assert (scores4[s, :-1] >= scores4[s, 1:] - 1e-6).all()  # sorted best first
+
+
+def test_head_learns_and_loss_counts():
+    torch.manual_seed(0)
+    hidden, ids, spans, tg = _setup(3)
+    head = AutoregressiveSpanHead(D, V)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    first = None
+    for _ in range(40):
+        loss, n, loss_sum, correct = span_loss(head(hidden, spans, tg), tg)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else loss.item()
+    assert int(n) == int(spans[:, 2].sum())
+    assert loss.item() < 0.3 * first and int(correct) > 0
+
+
+def test_batch_without_spans():
+    head = AutoregressiveSpanHead(D, V)
+    hidden = torch.randn(2, 6, D, requires_grad=True)
+    spans = torch.zeros((0, 3), dtype=torch.long)
+    tg = torch.full((0, 1), -100)
+    logits = head(hidden, spans, tg)
+    loss, n, _, _ = span_loss(logits, tg)
+    loss.backward()
+    assert logits.shape == (0, 1, V) and int(n) == 0 and loss.item() == 0.0
+    seqs, scores = head.beam_search(hidden, spans, beam=3)
+    assert seqs.shape[0] == 0 and scores.shape == (0, 3)
+
+
+def test_ngram_memory_dropout_is_training_only():
+    torch.manual_seed(0)
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=64, ngram_max=3, ngram_dropout=0.5, ngram_dim=8)
+    torch.nn.init.normal_(head.ngram.emb.weight)
+    hidden, ids, spans, tg = _setup()
+    head.train()
+    assert not torch.equal(head(hidden, spans, tg, ids), head(hidden, spans, tg, ids))
+    head.eval()
+    assert torch.equal(head(hidden, spans, tg, ids), head(hidden, spans, tg, ids))

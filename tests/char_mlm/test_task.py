@@ -1,0 +1,355 @@
+"""CharMLMTask end to end: configs, streaming/resume, CANINE round trip, save/load, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
+from mlmkit.char_mlm.data import Alphabet, is_validation
+from mlmkit.char_mlm.evaluate import evaluate_char_model
+from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
+from mlmkit.char_mlm.model import is_char_model_dir, load_char_model
+from mlmkit.char_mlm.predict import char_predict, parse_pattern
+from mlmkit.char_mlm.task import CharMLMTask, build_char_task
+from mlmkit.errors import ConfigError, DataError, MlmkitError
+from mlmkit.char_mlm.encoders import ScratchCharEncoder, tiny_canine_config
+
+SMALL = dict(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0)
+WORDS = ["mail", "shop", "temp", "box", "cloud", "web", "net", "data", "fast", "my", "go", "zip"]
+TLDS = ["com", "net", "org", "de", "io"]
+
+
+
+
+@pytest.fixture(scope="module")
+def domains_file(tmp_path_factory):
+    import random
+
+    rng = random.Random(0)
+    p = tmp_path_factory.mktemp("data") / "domains.txt"
+    lines = []
+    for i in range(3000):
+        name = rng.choice(WORDS) + rng.choice(WORDS) + (str(rng.randint(0, 99)) if rng.random() < 0.2 else "")
+        lines.append(f"{name}.{rng.choice(TLDS)}")
+    lines[10] = "bad..name"
+    lines[20] = "-hyphen.com"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def _task(path, batch_size=32, model_kw=None, **data_kw):
+    data = CharDataConfig(train=[str(path)], chunk_bytes=4096, shuffle_buffer=600, max_eval_samples=64, **data_kw)
+    return CharMLMTask(data, CharModelConfig(**SMALL, **(model_kw or {})), CharMaskingConfig(),
+                       batch_size=batch_size, seed=3)
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="masking.rate"):
+        CharMaskingConfig(rate=0.9)
+    with pytest.raises(ConfigError, match="data.idn"):
+        CharDataConfig(idn="ascii")
+    with pytest.raises(ConfigError, match="model.downsampling_rate"):
+        CharModelConfig(downsampling_rate=3)
+    with pytest.raises(ConfigError, match="masking.align"):
+        CharMaskingConfig(align="words")
+
+
+def test_batches_resume_and_holdout(domains_file):
+    task = _task(domains_file)
+    n = task.num_batches(0)
+    assert n and n > 20 and len(task._windows(0)) > 2
+    full = list(task.train_batches(0))
+    assert len(full) == n
+    # resume in O(1): only the chunks of the window holding `start` are read
+    calls = []
+    orig = task.source.read_chunk
+    task.source.read_chunk = lambda ch, ctx: (calls.append(ch), orig(ch, ctx))[1]
+    k = n - 3
+    resumed = next(task.train_batches(0, k))
+    assert all(torch.equal(resumed[key], full[k][key]) for key in resumed)
+    assert len(calls) == len(task._windows(0)[-1].chunks)
+    task.source.read_chunk = orig
+    # another epoch has another order; the same epoch is reproducible
+    assert not torch.equal(next(task.train_batches(1))["input_idx"], full[0]["input_idx"])
+    # validation names never appear in training
+    alpha = task.alphabet
+    seen = set()
+    for b in full:
+        ids = b["input_idx"].clone()
+        # restore masked characters from the targets to recover the names
+        for s, (row, start, length) in enumerate(b["spans"].tolist()):
+            ids[row, start:start + length] = b["targets"][s, :length]
+        for row in ids.tolist():
+            seen.add(alpha.decode(i for i in row if i >= Alphabet.N_SPECIALS))
+    assert not any(is_validation(d, task.data_cfg.validation_fraction, task.data_cfg.holdout_key) for d in seen)
+    assert task.eval_domains and all(is_validation(d, task.data_cfg.validation_fraction, task.data_cfg.holdout_key) for d in task.eval_domains)
+    assert task.describe()["invalid_rows"] == {"empty_label": 1, "hyphen_edge": 1}
+    e1 = [b["input_idx"] for b in task.eval_batches()]
+    e2 = [b["input_idx"] for b in task.eval_batches()]
+    assert all(torch.equal(a, b) for a, b in zip(e1, e2))
+
+
+def test_max_samples_limits_rows(domains_file):
+    task = _task(domains_file, max_samples=500)
+    assert task.scan_summary["valid"] == 500
+    assert task.num_batches(0) <= 500 // 32 + 2
+
+
+def test_bad_input_is_a_clear_error(tmp_path, domains_file):
+    with pytest.raises(DataError, match=r"domains\.txt:11: invalid domain 'bad..name'"):
+        _task(domains_file, on_bad_record="error")
+    bad = tmp_path / "bin.txt"
+    bad.write_bytes(b"ok.com\n\xff\xfe.com\nfine.org\n" * 50)
+    t = _task(bad, validation_fraction=0.0)
+    assert t.describe()["invalid_rows"] == {"invalid_utf8": 50}
+    with pytest.raises(DataError, match=r"bin\.txt:2: invalid UTF-8 at byte 1 \(0xff\)"):
+        _task(bad, on_bad_record="error")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty file"):
+        _task(empty)
+    junk = tmp_path / "junk.txt"
+    junk.write_text(("x" * 300 + "\n") + "a..b\n" * 10)
+    with pytest.raises(DataError, match="no valid domain names found .*empty_label: 10.*too_long: 1"):
+        _task(junk)
+
+
+def _train(task, steps, lr=3e-3, same_batch=False):
+    opt = torch.optim.AdamW(task.model.parameters(), lr=lr)
+    it = task.train_batches(0)
+    fixed = next(it)
+    losses = []
+    task.model.train()
+    for _ in range(steps):
+        b = fixed if same_batch else next(it)
+        out = task.forward(task.model, b)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        losses.append(out.loss.item())
+    return losses
+
+
+def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
+    from transformers import CanineModel
+
+    canine_dir = tmp_path / "tiny-canine"
+    torch.manual_seed(0)
+    CanineModel(tiny_canine_config(hidden_size=32, intermediate_size=64)).save_pretrained(canine_dir)
+    data = CharDataConfig(train=[str(domains_file)], max_eval_samples=32, shuffle_buffer=600, chunk_bytes=4096)
+    task = CharMLMTask(data, CharModelConfig(arch="canine", init_from=str(canine_dir), dropout=0.0),
+                       CharMaskingConfig(), batch_size=16, seed=0)
+    b = next(task.train_batches(0))
+    assert (b["input_ids"] == 0xE003).any() and not (b["input_ids"] == 0xE003).equal(b["input_ids"] == 0xE000)
+    losses = _train(task, 15, lr=3e-3, same_batch=True)
+    assert losses[-1] < 0.7 * losses[0]
+    out = tmp_path / "run"
+    task.save_pretrained(task.model, out)
+    assert json.loads((out / "mlmkit_char.json").read_text())["encoder_config"]["model_type"] == "canine"
+    bundle = load_char_model(out)
+    task.model.eval()
+    with torch.no_grad():
+        a = task.forward(task.model, b)
+        c = task.forward(bundle.model, b)
+    assert torch.allclose(a.loss, c.loss, atol=1e-6)
+    enc_dir = export_encoder(out, tmp_path / "encoder")
+    hf = CanineModel.from_pretrained(enc_dir).eval()
+    with torch.no_grad():
+        h1 = hf(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state
+        h2 = bundle.model.encode(b["input_ids"], b["input_idx"], b["attention_mask"])
+    assert torch.allclose(h1, h2, atol=1e-5)
+
+
+@pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8},
+                                   {"head_ngram_buckets": 128, "head_ngram_max": 4},
+                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2}])
+def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
+    torch.manual_seed(0)
+    task = _task(domains_file, model_kw=ngram)
+    losses = _train(task, 30, lr=5e-3)
+    assert sum(losses[-5:]) < sum(losses[:5])
+    out = tmp_path / "run"
+    task.save_pretrained(task.model, out)
+    task.model.eval()
+    bundle = load_char_model(out)
+    p1 = char_predict(bundle, "mail[3].com", k=3)
+    p2 = char_predict(out, "mail[MASK][MASK][MASK].com", k=3)
+    assert p1 == p2 and 1 <= len(p1) <= 3  # invalid names (e.g. "mai..com") are dropped
+    assert all(n.startswith("mail") and n.endswith(".com") and len(n) == 11 for n, _ in p1)
+    assert all(a[1] >= b[1] for a, b in zip(p1, p1[1:]))
+    unk = char_predict(bundle, "[?]mail.com", k=4)
+    assert unk and all(n.endswith("mail.com") for n, _ in unk)
+    m1 = evaluate_char_model(bundle, str(domains_file))
+    m2 = evaluate_char_model(out, str(domains_file))
+    assert m1 == m2
+    assert 0.0 <= m1["eval_accuracy"] <= 1.0 and m1["eval_bits_per_char"] > 0 and m1["eval_targets"] > 0
+    assert "eval_span_exact_match" in m1 and m1["eval_perplexity"] > 1.0
+    enc_dir = export_encoder(out, tmp_path / "enc")
+    enc = load_scratch_encoder(enc_dir)
+    b = next(task.eval_batches())
+    with torch.no_grad():
+        assert torch.allclose(enc(b["input_idx"], b["attention_mask"]),
+                              bundle.model.encode(b["input_ids"], b["input_idx"], b["attention_mask"]), atol=1e-5)
+
+
+def test_pattern_syntax():
+    assert parse_pattern("goo[MASK][MASK][MASK].com") == parse_pattern("goo[3].com")
+    text, holes = parse_pattern("a[2]-b.[1]")[0]
+    assert parse_pattern("[?]x.com", max_unknown=3)[2].unknown == [3]
+    assert text == "a\0\0-b.\0" and holes == [False, True, True, False, False, False, True]
+    assert len(parse_pattern("[?].com", max_unknown=5)) == 5
+    with pytest.raises(MlmkitError, match="no hole"):
+        parse_pattern("google.com")
+    with pytest.raises(MlmkitError, match="unknown hole"):
+        parse_pattern("goo[x].com")
+
+
+def test_ngram_ids_cover_the_windows_around_each_position():
+    """Position i hashes the n characters ending at i (left) and starting at i (right), n = 2..4:
+    changing character j changes the left rows of positions j..j+3 and the right rows of
+    positions j-3..j, nothing else."""
+    enc = ScratchCharEncoder(40, ngram_buckets=4096, ngram_max=4, **SMALL)
+    x = torch.randint(5, 40, (1, 16))
+    ids = enc.ngram_ids(x)
+    assert ids.shape == (1, 16, 6) and int(ids.min()) >= 0 and int(ids.max()) < 6 * 4096
+    for j in (0, 7, 15):
+        y = x.clone()
+        y[0, j] = 3  # MASK
+        diff = (enc.ngram_ids(y) != ids)[0]
+        assert diff[:, :3].any(-1).nonzero().flatten().tolist() == list(range(j, min(j + 4, 16)))
+        assert diff[:, 3:].any(-1).nonzero().flatten().tolist() == list(range(max(j - 3, 0), j + 1))
+    with pytest.raises(ConfigError, match="model.ngram_max"):
+        CharModelConfig(ngram_buckets=16, ngram_max=1)
+
+
+@pytest.mark.parametrize("rate", [1, 2, 4])
+def test_downsampling_rates_keep_character_resolution(rate):
+    enc = ScratchCharEncoder(40, downsampling_rate=rate, **{k: v for k, v in SMALL.items()})
+    x = torch.randint(5, 40, (3, 19))
+    am = torch.ones_like(x)
+    am[0, 11:] = 0
+    assert enc(x, am).shape == (3, 19, 32)
+
+
+def test_csv_parquet_and_hub_sources(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    names = [f"{w}{i}.com" for i in range(60) for w in ("shop", "mail")]
+    pq.write_table(pa.table({"host": names}), tmp_path / "d.parquet", row_group_size=40)
+    (tmp_path / "d.csv").write_text("host,x\n" + "".join(f"{n},1\n" for n in names))
+    (tmp_path / "d.txt").write_text("\n".join(names) + "\n")
+    for src, kw in ((tmp_path / "d.parquet", {"text_column": "host"}), (tmp_path / "d.csv", {"text_column": "host"}),
+                    ("text", {"format": "hf", "text_column": "text", "hf_data_files": [str(tmp_path / "d.txt")]})):
+        t = _task(src, batch_size=8, validation_fraction=0.1, **kw)
+        b = next(t.train_batches(0))
+        assert b["input_idx"].shape[0] == 8 and b["spans"].shape[0] >= 8
+        first_two = list(itertools.islice(t.train_batches(0), 2))
+        again = next(t.train_batches(0, 1))
+        assert torch.equal(first_two[1]["input_idx"], again["input_idx"])
+
+
+def test_build_from_run_config_and_eval_other_file(tmp_path, domains_file):
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(
+        data=CharDataConfig(train=[str(domains_file)], max_eval_samples=16, shuffle_buffer=600, chunk_bytes=4096),
+        model=CharModelConfig(**SMALL), masking=CharMaskingConfig(),
+        train=SimpleNamespace(batch_size=8, seed=1))
+    logs = []
+    task = build_char_task(cfg, log=logs.append)
+    assert task.batch_size == 8 and task.seed == 1 and "invalid rows skipped: empty_label 1" in logs[0]
+    task.save_pretrained(task.model, tmp_path / "m")
+    assert is_char_model_dir(tmp_path / "m") and not is_char_model_dir(tmp_path)
+    other = tmp_path / "test.txt"
+    other.write_text("alpha.com\nbeta.org\ngamma.net\nbad..x\n")
+    m = evaluate_char_model(tmp_path / "m", [str(other)])  # another file: every valid name is scored
+    assert m["eval_names"] == 3 and m["invalid_rows"] == {"empty_label": 1}
+
+
+def test_train_rate_masks_training_batches_only(domains_file):
+    """`masking.train_rate` raises the share of predicted characters in training batches; the
+    evaluation batches keep `masking.rate`, so runs trained at different rates compare."""
+    data = CharDataConfig(train=[str(domains_file)], chunk_bytes=4096, shuffle_buffer=600, max_eval_samples=256)
+
+    def share(batches):
+        masked = sum(int((b["targets"] >= 0).sum()) for b in batches)
+        chars = sum(int(b["attention_mask"].sum()) - 2 * b["attention_mask"].shape[0] for b in batches)
+        return masked / chars
+
+    plain = CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(rate=0.15), batch_size=64, seed=3)
+    high = CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(rate=0.15, train_rate=0.4), batch_size=64, seed=3)
+    train_plain = share(list(itertools.islice(plain.train_batches(0), 20)))
+    train_high = share(list(itertools.islice(high.train_batches(0), 20)))
+    # ~0.38 vs ~0.26 on these short names (ensure_one_span lifts the plain rate above 0.15)
+    assert abs(train_high - 0.4) < 0.05 and train_plain < train_high - 0.08
+    assert share(list(high.eval_batches())) == share(list(plain.eval_batches()))
+    with pytest.raises(ConfigError, match="masking.train_rate"):
+        CharMaskingConfig(train_rate=0.9)
+
+
+
+def test_sparse_ngram_tables_train_and_resume_exactly(tmp_path, domains_file):
+    """model.sparse_ngram: SparseAdam beside AdamW; the trainer's clip takes the sparse gradients,
+    checkpoints carry both optimisers, and a resumed run repeats the uninterrupted one."""
+    import shutil
+
+    from mlmkit.engine import checkpoint as ckpt_io
+    from mlmkit.engine.config import OptimConfig, TrainConfig
+    from mlmkit.engine.loop import train
+    from mlmkit.engine.optim import SplitOptimizer, make_optimizer
+
+    kw = {"ngram_buckets": 64, "head_ngram_buckets": 64, "head_ngram_max": 3, "sparse_ngram": True,
+          "ngram_lr_scale": 3.0}
+
+    def run(out, resume=False):
+        torch.manual_seed(0)
+        cfg = TrainConfig(output_dir=str(out), max_steps=6, log_every=1, eval_every=100, save_every=3,
+                          progress=False, seed=3)
+        train(_task(domains_file, model_kw=kw), cfg, OptimConfig(lr=3e-3),
+              resume=resume, log=lambda s: None)
+        return {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl")) if "loss" in r}
+
+    task = _task(domains_file, model_kw=kw)
+    opt = make_optimizer(task.model, OptimConfig(), torch.device("cpu"), task.param_groups(task.model))
+    assert isinstance(opt, SplitOptimizer) and opt.sparse.param_groups[0]["lr_scale"] == 3.0
+    full = run(tmp_path / "full")
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    for c in ckpt_io.list_checkpoints(cut / "checkpoints"):
+        if c.name != "step-00000003":
+            shutil.rmtree(c)
+    resumed = run(cut, resume=True)
+    assert [full[s] for s in (4, 5, 6)] == [resumed[s] for s in (4, 5, 6)]
+
+
+def test_loss_divisor_counts_real_targets_only(tmp_path, domains_file):
+    """A step's gradient is the gradient of the mean loss over the *real* masked characters of
+    its micro-batches: the -100 padding of the (spans x longest span) target tensor must not
+    count (it used to, scaling every character step's gradient down by a varying factor)."""
+    import copy
+
+    from mlmkit.engine.config import OptimConfig, TrainConfig
+    from mlmkit.engine.loop import train
+
+    torch.manual_seed(0)
+    task = _task(domains_file, batch_size=16)
+    reference = copy.deepcopy(task.model)
+    first, second = itertools.islice(task.train_batches(0), 2)
+    bias = task.model.head.out.bias
+    seen = []
+    bias.register_hook(lambda g: seen.append(g.detach().clone()))
+    cfg = TrainConfig(output_dir=str(tmp_path), max_steps=1, grad_accum=2, save_every=0, eval_at_start=False,
+                      eval_every=100, progress=False, seed=3)
+    train(task, cfg, OptimConfig(lr=1e-3, grad_clip=0.0), save_final=False, log=lambda s: None)
+    reference.train()
+    out1, out2 = task.forward(reference, first), task.forward(reference, second)
+    n1, n2 = int(out1.n_targets), int(out2.n_targets)
+    assert n1 < first["targets"].numel() and n2 < second["targets"].numel()  # the targets are padded
+    ((out1.loss * n1 + out2.loss * n2) / (n1 + n2)).backward()
+    assert len(seen) == 2
+    assert torch.allclose(seen[0] + seen[1], reference.head.out.bias.grad, rtol=1e-4, atol=1e-7)

@@ -1,0 +1,170 @@
+"""Data-parallel training on CPU (gloo): 2 ranks must train exactly what 1 process trains.
+
+One spawn of 2 worker processes runs DDP, then FSDP (and an FSDP resume); the reference is the
+same configuration in this process with world size 1 and the global batch. Rank r of a 2-rank
+run holds half the rows of every global batch, so the parameters after N steps match the
+reference only if (a) the union of the ranks' rows is the reference batch, (b) a row's mask does
+not depend on its rank, (c) the loss is token-weighted across ranks and (d) gradients really are
+synchronised (they were not, before the task called the wrapped module).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mlmkit.engine.config import OptimConfig, TrainConfig
+
+STEPS = 3
+PER_RANK_BATCH = 4
+WORLD = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, strategy: str = "auto",
+         resume: bool = False, rank: int = 0, world: int = 1) -> dict:
+    """Build the tiny task and train it (the same code for the reference and the workers)."""
+    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+
+    from mlmkit.token_mlm.data import group_texts
+    from mlmkit.token_mlm.masking import TokenMasker
+    from mlmkit.token_mlm.task import TokenMLMTask
+    from mlmkit.engine.loop import train
+
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    torch.manual_seed(0)  # the same initial model on every rank and in the reference
+    # No dropout: the ranks' dropout streams cannot reproduce one process's stream.
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
+                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
+                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    seqs = group_texts(texts[:160], tok, 32, progress=False)
+    val = group_texts(texts[160:200], tok, 32, progress=False)
+    task = TokenMLMTask(model, tok, seqs, val, TokenMasker.from_tokenizer(tok), batch_size=batch, seed=5,
+                        rank=rank, world_size=world)
+    cfg = TrainConfig(output_dir=str(out), max_steps=steps, grad_accum=2, log_every=1, eval_every=2,
+                      eval_at_start=False, save_every=2, keep_checkpoints=3, progress=False, device="cpu",
+                      precision="fp32", strategy=strategy, show_samples=0)
+    return train(task, cfg, OptimConfig(lr=2e-3, schedule="constant", warmup_ratio=0.0), resume=resume,
+                 log=lambda s: None)
+
+
+def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> None:
+    import torch.distributed as dist
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    # A short timeout: a rank stuck in a collective fails the test instead of hanging CI.
+    dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=60))
+    try:
+        for strategy in ("ddp", "fsdp"):
+            out = Path(root) / strategy
+            _run(tok_dir, texts, out, batch=PER_RANK_BATCH, steps=STEPS, strategy=strategy, rank=rank, world=WORLD)
+            if rank == 0:  # keep the 3-step result; the resume below overwrites model/
+                shutil.copytree(out / "model", Path(root) / f"{strategy}-model-3")
+            # Resume from the step-3 checkpoint (FSDP: full, gathered state) for one more step.
+            _run(tok_dir, texts, out, batch=PER_RANK_BATCH, steps=STEPS + 1, strategy=strategy, resume=True,
+                 rank=rank, world=WORLD)
+    finally:
+        dist.destroy_process_group()
+
+
+def _weights(run: Path, step: int | None = None) -> dict[str, torch.Tensor]:
+    """The final model's weights, or a checkpoint's (whose keys are those of `SparseMLM`)."""
+    if step is None:
+        return load_file(str(run / "model" / "model.safetensors"))
+    weights = load_file(str(run / "checkpoints" / f"step-{step:08d}" / "model.safetensors"))
+    return {k.removeprefix("model."): v for k, v in weights.items()}
+
+
+def _losses(run: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run / "metrics.jsonl")) if "loss" in r}
+
+
+def _assert_close(a: dict, b: dict, atol: float) -> None:
+    assert a.keys() == b.keys()
+    worst = max(float((a[k] - b[k]).abs().max()) for k in a)
+    assert worst < atol, f"max parameter difference {worst}"
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_tokenizer, english_texts):
+    import torch.multiprocessing as mp
+
+    # One thread here and in the workers: on a busy 2-core machine, OpenMP threads fighting for
+    # cores make a tiny model's step many times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield _launch(tmp_path_factory, tiny_tokenizer, english_texts, mp)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _launch(tmp_path_factory, tiny_tokenizer, english_texts, mp):
+
+    root = tmp_path_factory.mktemp("dist")
+    tok_dir = str(root / "tok")
+    tiny_tokenizer.save_pretrained(tok_dir)
+    texts = english_texts[:200]
+    ctx = mp.start_processes(_worker, args=(_free_port(), tok_dir, texts, str(root)), nprocs=WORLD,
+                             join=False, start_method="spawn")
+    # Reference while the workers start: one process, the global batch (2 x 4 rows).
+    _run(tok_dir, texts, root / "ref", batch=PER_RANK_BATCH * WORLD, steps=STEPS)
+    ref4 = root / "ref4"
+    shutil.copytree(root / "ref", ref4)
+    _run(tok_dir, texts, ref4, batch=PER_RANK_BATCH * WORLD, steps=STEPS + 1, resume=True)
+    for _ in range(300):  # bounded: 300 x 1 s
+        if ctx.join(timeout=1):  # raises ProcessRaisedException with the worker's traceback
+            break
+    else:
+        for p in ctx.processes:
+            p.kill()
+        pytest.fail("distributed workers did not finish in 300 s")
+    return root
+
+
+def test_ddp_two_ranks_match_one_process_with_the_global_batch(runs):
+    ref, ddp = _weights(runs / "ref"), load_file(str(runs / "ddp-model-3" / "model.safetensors"))
+    step2 = _weights(runs / "ref", 2)
+    assert any(not torch.equal(ref[k], step2[k]) for k in step2)  # it did train
+    _assert_close(ref, ddp, atol=2e-5)
+    # The logged loss is the token-weighted mean over both ranks (not a sum, not scaled by W).
+    a, b = _losses(runs / "ref4"), _losses(runs / "ddp")
+    assert sorted(a) == sorted(b) == list(range(1, STEPS + 2))
+    for s in a:
+        assert b[s] == pytest.approx(a[s], rel=1e-5)
+    # Token-weighted evaluation: each rank scores half the batches, the sums are reduced.
+    ev = lambda run: [r for r in map(json.loads, open(run / "metrics.jsonl")) if r.get("final")][-1]
+    assert ev(runs / "ddp")["eval_targets"] == ev(runs / "ref")["eval_targets"]
+    assert ev(runs / "ddp")["eval_loss"] == pytest.approx(ev(runs / "ref4")["eval_loss"], rel=1e-5)
+    # Resumed under DDP for one more step (per-rank RNG restored): still the same trajectory.
+    _assert_close(_weights(runs / "ref4"), _weights(runs / "ddp"), atol=2e-5)
+
+
+def test_fsdp_two_ranks_match_and_save_full_checkpoints(runs):
+    from transformers import AutoModelForMaskedLM
+
+    fsdp = runs / "fsdp"
+    # The step-3 checkpoint holds the full (gathered) model: same keys and values as the reference.
+    ref3, got3 = _weights(runs / "ref", 3), _weights(fsdp, 3)
+    assert set(ref3) <= set(got3)  # (the single-process file stores tied weights once)
+    _assert_close(ref3, {k: got3[k] for k in ref3}, atol=2e-5)
+    # Resumed under FSDP for one more step: still the single-process trajectory.
+    _assert_close(_weights(runs / "ref4"), _weights(fsdp), atol=2e-5)
+    # The final model folder is a normal, loadable transformers model.
+    model = AutoModelForMaskedLM.from_pretrained(fsdp / "model")
+    assert model.get_input_embeddings().weight.shape[1] == 32

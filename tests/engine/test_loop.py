@@ -1,0 +1,124 @@
+import json
+import math
+import shutil
+
+import pytest
+import torch
+
+from mlmkit.engine import checkpoint as ckpt_io
+from mlmkit.engine.config import OptimConfig, TrainConfig
+from mlmkit.token_mlm.data import group_texts, line_by_line
+from mlmkit.errors import MlmkitError
+from mlmkit.token_mlm.masking import TokenMasker
+from mlmkit.engine.task import LossOutput
+from mlmkit.token_mlm.task import TokenMLMTask
+from mlmkit.engine.loop import train
+
+
+def _task(tokenizer, texts, model, mode="group_texts", batch_size=8):
+    fn = group_texts if mode == "group_texts" else line_by_line
+    tr = fn(texts[:400], tokenizer, 64, progress=False)
+    va = fn(texts[400:450], tokenizer, 64, progress=False)
+    return TokenMLMTask(model, tokenizer, tr, va, TokenMasker.from_tokenizer(tokenizer), batch_size=batch_size, seed=1)
+
+
+def _losses(run_dir):
+    return {r["step"]: r["loss"] for r in map(json.loads, open(run_dir / "metrics.jsonl")) if "loss" in r}
+
+
+def _cfg(out, **kw):
+    base = dict(output_dir=str(out), max_steps=8, log_every=1, eval_every=4, save_every=4,
+                keep_checkpoints=5, progress=False, seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_training_lowers_loss_and_saves_a_loadable_model(tmp_path, tiny_tokenizer, english_texts, tiny_bert):
+    from transformers import AutoModelForMaskedLM
+
+    task = _task(tiny_tokenizer, english_texts, tiny_bert)
+    before = None
+    summary = train(task, _cfg(tmp_path, max_steps=30, eval_every=10), OptimConfig(lr=3e-3),
+                    log=lambda s: None, on_eval=lambda e: None)
+    evals = [r for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if "eval_loss" in r]
+    assert evals[-1]["eval_loss"] < evals[0]["eval_loss"]
+    assert summary["step"] == 30
+    loaded = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").is_file()
+    for a, b in zip(loaded.state_dict().values(), tiny_bert.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("mode", ["group_texts", "line_by_line"])
+def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, tiny_tokenizer, english_texts, mode):
+    from transformers import BertConfig, BertForMaskedLM
+
+    def fresh():
+        torch.manual_seed(0)
+        return BertForMaskedLM(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                                          num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+
+    full = tmp_path / "full"
+    train(_task(tiny_tokenizer, english_texts, fresh(), mode), _cfg(full), OptimConfig(lr=2e-3), log=lambda s: None)
+    # Simulate a crash right after the step-4 checkpoint: drop everything written after it.
+    cut = tmp_path / "cut"
+    shutil.copytree(full, cut)
+    for c in ckpt_io.list_checkpoints(cut / "checkpoints"):
+        if c.name != "step-00000004":
+            shutil.rmtree(c)
+    lines = [l for l in open(cut / "metrics.jsonl") if json.loads(l).get("step", 0) <= 4]
+    (cut / "metrics.jsonl").write_text("".join(lines))
+    shutil.rmtree(cut / "model")
+    train(_task(tiny_tokenizer, english_texts, fresh(), mode), _cfg(cut), OptimConfig(lr=2e-3), resume=True,
+          log=lambda s: None)
+    a, b = _losses(full), _losses(cut)
+    assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]  # bit-exact
+
+
+def test_corrupt_latest_checkpoint_falls_back_to_previous(tmp_path, tiny_tokenizer, english_texts, tiny_bert):
+    train(_task(tiny_tokenizer, english_texts, tiny_bert), _cfg(tmp_path), OptimConfig(), log=lambda s: None)
+    ckpts = ckpt_io.list_checkpoints(tmp_path / "checkpoints")
+    assert [c.name for c in ckpts] == ["step-00000004", "step-00000008"]
+    weights = ckpts[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated
+    messages = []
+    assert ckpt_io.latest_valid(tmp_path / "checkpoints", log=messages.append) == ckpts[0]
+    assert "truncated" in messages[0]
+
+
+class _NaNTask:
+    """Wraps a task and makes its loss NaN."""
+
+    def __init__(self, inner):
+        self.inner, self.model = inner, inner.model
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def forward(self, model, batch):
+        out = self.inner.forward(model, batch)
+        nan = out.loss * float("nan")
+        return LossOutput(nan, out.n_targets, nan.detach(), out.n_correct, out.n_tokens)
+
+
+def test_nan_losses_are_skipped_then_stop_with_a_checkpoint(tmp_path, tiny_tokenizer, english_texts, tiny_bert):
+    before = {k: v.clone() for k, v in tiny_bert.state_dict().items()}
+    task = _NaNTask(_task(tiny_tokenizer, english_texts, tiny_bert))
+    logs = []
+    with pytest.raises(MlmkitError, match="3 consecutive NaN/inf"):
+        train(task, _cfg(tmp_path, max_bad_steps=3), OptimConfig(), log=logs.append)
+    assert sum("step skipped" in l for l in logs) == 3
+    assert ckpt_io.latest_valid(tmp_path / "checkpoints") is not None
+    for k, v in tiny_bert.state_dict().items():  # no NaN reached the weights
+        assert torch.equal(v, before[k])
+
+
+def test_eval_is_independent_of_batch_size(tiny_tokenizer, english_texts, tiny_bert):
+    from mlmkit.engine.evaluation import evaluate
+
+    task = _task(tiny_tokenizer, english_texts, tiny_bert, mode="line_by_line")
+    a = evaluate(task, tiny_bert, torch.device("cpu"), "fp32")
+    task.eval_batch_size = 3
+    b = evaluate(task, tiny_bert, torch.device("cpu"), "fp32")
+    assert a["eval_targets"] == b["eval_targets"]
+    assert math.isclose(a["eval_loss"], b["eval_loss"], rel_tol=1e-5)
