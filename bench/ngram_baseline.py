@@ -39,7 +39,7 @@ from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.heads import span_loss
 from mlmkit.char_mlm.masking import make_batch
 from mlmkit.char_mlm.model import load_char_model
-from mlmkit.char_mlm.task import CharMLMTask, _seed_of
+from mlmkit.char_mlm.task import CharMLMTask, eval_seed
 
 BOS, EOS = "\x02", "\x03"
 
@@ -146,7 +146,7 @@ def main() -> None:
     bs = 256
     for i in range(0, len(eval_names), bs):
         names = eval_names[i: i + bs]
-        b = make_batch(names, alpha, mcfg, _seed_of(args.seed, "eval", i))
+        b = make_batch(names, alpha, mcfg, eval_seed(args.seed, i))
         replaced = (b["input_idx"][b["spans"][:, 0], b["spans"][:, 1]] == Alphabet.MASK).tolist()
         if bundle is not None:
             model_stats_add(bundle, b, replaced, model_stats)

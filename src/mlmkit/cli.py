@@ -269,7 +269,9 @@ def main() -> None:
             sys.exit(1)
         if _state["debug"] or "--debug" in sys.argv:
             raise
-        _echo(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} (run with --debug for the traceback)")
+        from .util import one_line
+
+        _echo(f"error: {type(e).__name__}: {one_line(e)} (run with --debug for the traceback)")
         sys.exit(1)
 
 

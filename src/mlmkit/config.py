@@ -75,6 +75,15 @@ class DataSection:
         check(self.max_eval_samples is None or self.max_eval_samples >= 0, "data.max_eval_samples", "must be >= 0")
 
 
+# Named sizes of a new encoder, for both families (model.size); model.num_layers etc. override.
+MODEL_SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"num_layers": 2, "hidden_size": 128, "num_heads": 2, "intermediate_size": 512},
+    "mini": {"num_layers": 4, "hidden_size": 256, "num_heads": 4, "intermediate_size": 1024},
+    "small": {"num_layers": 4, "hidden_size": 512, "num_heads": 8, "intermediate_size": 2048},
+    "base": {"num_layers": 12, "hidden_size": 768, "num_heads": 12, "intermediate_size": 3072},
+}
+
+
 @dataclass
 class ModelSection:
     arch: str = "bert"  # the architecture (token: a transformers model type; char: scratch | canine)

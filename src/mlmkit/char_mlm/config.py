@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional
 
-from ..config import DataSection, MaskingSection, ModelSection, check
+from ..config import MODEL_SIZES, DataSection, MaskingSection, ModelSection, check
 from ..engine.config import OptimConfig, TrainConfig
-from .encoders import ENCODER_SIZES
 
 IDN_MODES = ("keep", "to_ascii", "to_unicode")
 
@@ -41,7 +40,7 @@ class CharDataConfig(DataSection):
 @dataclass
 class CharModelConfig(ModelSection):
     arch: Literal["scratch", "canine"] = "scratch"  # scratch: mlmkit's character transformer; canine: CanineModel
-    size: Literal["tiny", "mini", "small"] = "tiny"  # scratch encoder size
+    size: Literal["tiny", "mini", "small", "base"] = "tiny"  # scratch encoder size (config.MODEL_SIZES)
     # init_from (canine): hub name or local folder of a CANINE checkpoint, e.g. google/canine-c;
     # overrides: CanineConfig kwargs of a fresh CANINE model
     downsampling_rate: int = 1  # scratch encoder: 1, 2 or 4
@@ -80,8 +79,8 @@ class CharModelConfig(ModelSection):
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)
             check(v is None or v >= 1, f"model.{k}", "must be >= 1")
-        h = self.hidden_size or ENCODER_SIZES[self.size]["hidden_size"]
-        nh = self.num_heads or ENCODER_SIZES[self.size]["num_heads"]
+        h = self.hidden_size or MODEL_SIZES[self.size]["hidden_size"]
+        nh = self.num_heads or MODEL_SIZES[self.size]["num_heads"]
         check(h % nh == 0, "model.num_heads", f"must divide hidden_size {h}")
 
 

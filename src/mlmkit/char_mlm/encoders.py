@@ -29,13 +29,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-ENCODER_SIZES: dict[str, dict[str, int]] = {
-    "tiny": {"hidden_size": 128, "num_layers": 3, "num_heads": 4, "intermediate_size": 512},
-    "mini": {"hidden_size": 256, "num_layers": 4, "num_heads": 4, "intermediate_size": 1024},
-    "small": {"hidden_size": 512, "num_layers": 6, "num_heads": 8, "intermediate_size": 2048},
-}
-
-
 def ngram_hash_step(h: torch.Tensor, c: torch.Tensor, salt: int) -> torch.Tensor:
     """Extend the rolling hash `h` of an n-gram by one more character id `c` (non-negative int64;
     the result stays below 2^31, so no step can overflow int64). Shared by the encoder's n-gram
@@ -158,8 +151,9 @@ class CanineCharEncoder(nn.Module):
                 self.canine = CanineModel.from_pretrained(pretrained, **config_overrides)
             except OSError as e:
                 from ..errors import ConfigError
+                from ..util import one_line
 
-                raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {pretrained!r} ({str(e).splitlines()[0]})") from None
+                raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {pretrained!r} ({one_line(e)})") from None
         else:
             if config is None:
                 config = CanineConfig(**config_overrides)

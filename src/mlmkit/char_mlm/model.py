@@ -16,7 +16,8 @@ from ..config import from_dict
 from ..errors import MlmkitError
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig, upgrade_legacy
 from .data import Alphabet
-from .encoders import ENCODER_SIZES, CanineCharEncoder, ScratchCharEncoder, ngram_tables, tiny_canine_config
+from ..config import MODEL_SIZES
+from .encoders import CanineCharEncoder, ScratchCharEncoder, ngram_tables, tiny_canine_config
 from .heads import build_head
 
 FORMAT_VERSION = 1
@@ -41,7 +42,7 @@ class CharMLMModel(nn.Module):
                 self.encoder = CanineCharEncoder(config=tiny_canine_config(**cfg.overrides))
         else:
             if encoder_config is None:
-                size = dict(ENCODER_SIZES[cfg.size])
+                size = dict(MODEL_SIZES[cfg.size])
                 for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size"):
                     if getattr(cfg, k) is not None:
                         size[k] = getattr(cfg, k)

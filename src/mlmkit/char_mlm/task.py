@@ -32,7 +32,6 @@ can make these small models several times slower (spinning threads fight for cor
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import random
 from collections import Counter
@@ -46,6 +45,7 @@ import torch.nn as nn
 from ..engine.distributed import unwrap
 from ..engine.task import Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
 from ..errors import ConfigError, DataError
+from ..util import mix_seed
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
 from .encoders import ngram_tables
@@ -54,9 +54,13 @@ from .masking import make_batch
 from .model import CharMLMModel, save_char_model
 
 
-def _seed_of(*parts) -> int:
-    h = hashlib.blake2b(":".join(map(str, parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(h, "big") & ((1 << 62) - 1)
+# The random streams of a run, mixed with (seed, epoch, ...) by the one seed mixer `util.mix_seed`.
+CHUNKS, WINDOW, GROUP, MASK, EVAL, HUB = range(1, 7)
+
+
+def eval_seed(seed: int, first_row: int) -> int:
+    """The mask seed of the evaluation batch that starts at name `first_row`."""
+    return mix_seed(seed, EVAL, first_row)
 
 
 @dataclass
@@ -98,7 +102,7 @@ class SpanTask(TaskBase):
         if self._eval_cache is None:
             eb = self.eval_batch_size
             names = self.eval_domains
-            self._eval_cache = [make_batch(names[i: i + eb], self.alphabet, self.mask_cfg, _seed_of(self.seed, "eval", i))
+            self._eval_cache = [make_batch(names[i: i + eb], self.alphabet, self.mask_cfg, eval_seed(self.seed, i))
                                 for i in range(0, len(names), eb)]
         return iter(self._eval_cache)
 
@@ -288,7 +292,7 @@ class CharMLMTask(SpanTask):
             return self._window_cache[epoch]
         B = self.batch_size
         order = list(range(len(self.chunks)))
-        random.Random(_seed_of(self.seed, "chunks", epoch)).shuffle(order)
+        random.Random(mix_seed(self.seed, CHUNKS, epoch)).shuffle(order)
         windows: list[_Window] = []
         cur: list = []
         cur_rows = 0.0
@@ -331,7 +335,7 @@ class CharMLMTask(SpanTask):
 
     def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int) -> Iterator[Batch]:
         B = self.batch_size
-        random.Random(_seed_of(self.seed, "window", epoch, w)).shuffle(rows)
+        random.Random(mix_seed(self.seed, WINDOW, epoch, w)).shuffle(rows)
         G = max(1, self.data_cfg.length_group)
         cache: dict[int, list[list[str]]] = {}
         for j in range(j0, n_batches):
@@ -344,14 +348,14 @@ class CharMLMTask(SpanTask):
                 if G > 1:  # similar lengths together (less padding), batch order shuffled in the group
                     names = sorted(names, key=len)
                     groups = [names[t: t + B] for t in range(0, len(names), B)]
-                    random.Random(_seed_of(self.seed, "group", epoch, w, g)).shuffle(groups)
+                    random.Random(mix_seed(self.seed, GROUP, epoch, w, g)).shuffle(groups)
                 else:
                     groups = [names]
                 cache[g] = groups
             yield self._batch(cache[g][jj], epoch, j, w)
 
     def _batch(self, names, epoch, j, w) -> Batch:
-        return make_batch(names, self.alphabet, self.train_mask_cfg, _seed_of(self.seed, "mask", epoch, w, j))
+        return make_batch(names, self.alphabet, self.train_mask_cfg, mix_seed(self.seed, MASK, epoch, w, j))
 
     def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
         if self.source.is_hub:
@@ -389,7 +393,7 @@ class CharMLMTask(SpanTask):
         w, j0 = divmod(start, per)
         limit = self.hub_rows_limit
         ctx = self.source.ctx()
-        stream = self.source.iter_hub(ctx, seed=_seed_of(self.seed, "hub", epoch) % (2**32), skip=w * W,
+        stream = self.source.iter_hub(ctx, seed=mix_seed(self.seed, HUB, epoch) % (2**32), skip=w * W,
                                       buffer_size=min(W, 10_000))
         carry = None
         while True:

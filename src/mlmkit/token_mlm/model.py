@@ -14,22 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import MODEL_SIZES
 from ..errors import MlmkitError
+from ..util import one_line
 
-# Named sizes: (layers, hidden, heads, feed-forward).
-SIZES: dict[str, tuple[int, int, int, int]] = {
-    "tiny": (2, 128, 2, 512),
-    "mini": (4, 256, 4, 1024),
-    "small": (4, 512, 8, 2048),
-    "base": (12, 768, 12, 3072),
-}
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
 _BERT_LIKE = {"bert", *_ROBERTA_LIKE}
 
 
 def _size_kwargs(arch: str, size: str, max_positions: int) -> dict:
-    layers, hidden, heads, ffn = SIZES[size]
+    size_ = MODEL_SIZES[size]
+    layers, hidden, heads, ffn = (size_[k] for k in ("num_layers", "hidden_size", "num_heads", "intermediate_size"))
     if arch == "distilbert":
         return dict(n_layers=layers, dim=hidden, n_heads=heads, hidden_dim=ffn,
                     max_position_embeddings=max_positions)
@@ -46,8 +42,8 @@ def build_model(arch: str, size: str, tokenizer, max_length: int = 512, override
     modernbert, ...) and named `size`, with the tokenizer's vocabulary and special ids."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
-    if size not in SIZES:
-        raise MlmkitError(f"unknown model size '{size}' (choose from {', '.join(SIZES)})")
+    if size not in MODEL_SIZES:
+        raise MlmkitError(f"unknown model size '{size}' (choose from {', '.join(MODEL_SIZES)})")
     kwargs = _size_kwargs(arch, size, max(512, max_length))
     kwargs["vocab_size"] = len(tokenizer)
     for name in ("pad", "bos", "eos", "cls", "sep", "mask"):
@@ -75,8 +71,7 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False):
             name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None
         )
     except (OSError, ValueError, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise MlmkitError(f"could not load masked-LM model '{name_or_path}': {first}") from None
+        raise MlmkitError(f"could not load masked-LM model '{name_or_path}': {one_line(e)}") from None
 
 
 def _sparse_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
