@@ -98,6 +98,7 @@ def eval_cmd(
     from .families import family_of_model
     from .runs import resolve_model_dir
 
+    _quiet_transformers()
     overrides: dict = {}
     for section, key, value in (("data", "text_column", text_column), ("data", "mode", mode),
                                 ("data", "max_length", max_length), ("data", "on_bad_record", on_bad_record),
@@ -123,6 +124,7 @@ def predict(
     from .families import family_of_model
     from .runs import resolve_model_dir
 
+    _quiet_transformers()
     path = resolve_model_dir(model)
     fam = family_of_model(path)
     for result in fam.predict(path, list(texts), top_k=top_k):
