@@ -1,4 +1,5 @@
 import os
+import tempfile
 from importlib import resources
 
 import pytest
@@ -6,6 +7,8 @@ import torch
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
+# Prepared token data goes to a folder of this test session, never to ~/.cache.
+os.environ.setdefault("MLMKIT_CACHE", tempfile.mkdtemp(prefix="mlmkit-test-cache-"))
 # Tiny models on a small (possibly shared) CPU: one intra-op thread is as fast or faster, and
 # immune to spinning threads fighting over a busy second core.
 torch.set_num_threads(1)

@@ -104,3 +104,25 @@ def test_train_predict_and_pipeline_agree(capsys, monkeypatch, tmp_path, tiny_ar
     assert code == 0, err
     result = json.loads(out)
     assert 0 <= result["eval_accuracy"] <= 1 and result["eval_perplexity"] > 1
+
+
+def test_the_same_command_twice_gives_the_same_run(capsys, monkeypatch, tmp_path, english_texts):
+    """`prepare`, then the same `train` command into two run folders: one tokenizer (trained
+    once, found again by the fingerprint of its data and settings), one prepared data set, and
+    the same losses bit for bit."""
+    data = tmp_path / "corpus.txt"
+    data.write_text("\n".join(english_texts[:1200]))
+    cache = tmp_path / "cache"
+    common = ["--preset", "scratch-tiny", "--data", str(data), "--set", "tokenizer.vocab_size=500",
+              "--set", "train.progress=false", "--set", f"data.cache_dir={cache}"]
+    code, out, err = run_cli(["prepare", *common, "-o", str(tmp_path / "a")], capsys, monkeypatch)
+    assert code == 0 and "training a wordpiece tokenizer" in err, err
+    losses = []
+    for run in ("a", "b"):
+        code, out, err = run_cli(["train", *common, "--max-steps", "3", "--set", "train.max_minutes=null",
+                                  "--set", "train.log_every=1", "-o", str(tmp_path / run)], capsys, monkeypatch)
+        assert code == 0, err
+        assert "training a wordpiece tokenizer" not in err and "(cached)" in err
+        losses.append([json.loads(l).get("loss") for l in open(tmp_path / run / "metrics.jsonl")])
+    assert losses[0] == losses[1] and len(losses[0]) == 5
+    assert len(list((cache / "tokenizers").iterdir())) == 1 and len(list((cache / "prepared").iterdir())) == 1

@@ -31,15 +31,34 @@ def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks ins
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
+# The options `train` and `prepare` share (one declaration each, reused by both commands).
+PRESET = typer.Option(None, "--preset", "-p", help="Named preset (see `mlmkit presets`).")
+CONFIG = typer.Option(None, "--config", "-c", help="YAML config file.")
+SETS = typer.Option(None, "--set", "-s", help="Override, e.g. optim.lr=3e-4 (repeatable).")
+DATA = typer.Option(None, "--data", "-d", help="Training data: file, folder, glob or hub dataset.")
+VALIDATION = typer.Option(None, "--validation", help="Separate validation data.")
+OUTPUT = typer.Option(None, "--output", "-o", help="Run folder (train.output_dir).")
+INIT_FROM = typer.Option(None, "--init-from", help="Checkpoint to continue pre-training (hub name or folder).")
+
+
+def _run_config(preset, config, sets, flags: dict):
+    """The run config: preset <- file <- --set <- the command's own flags ({"section.key": value},
+    those left unset skipped)."""
+    from .families import resolve_config
+
+    extra: dict = {}
+    for dotted, value in flags.items():
+        if value is not None and value != []:
+            section, key = dotted.split(".")
+            extra.setdefault(section, {})[key] = value
+    return resolve_config(preset, config, sets, extra)
+
+
 @app.command()
 def train(
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset (see `mlmkit presets`)."),
-    config: Optional[str] = typer.Option(None, "--config", "-c", help="YAML config file."),
-    sets: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override, e.g. optim.lr=3e-4 (repeatable)."),
-    data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Training data: file, folder, glob or hub dataset."),
-    validation: Optional[List[str]] = typer.Option(None, "--validation", help="Separate validation data."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Run folder (train.output_dir)."),
-    init_from: Optional[str] = typer.Option(None, "--init-from", help="Checkpoint to continue pre-training (hub name or folder)."),
+    preset: Optional[str] = PRESET, config: Optional[str] = CONFIG, sets: Optional[List[str]] = SETS,
+    data: Optional[List[str]] = DATA, validation: Optional[List[str]] = VALIDATION,
+    output: Optional[str] = OUTPUT, init_from: Optional[str] = INIT_FROM,
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder."),
@@ -52,18 +71,12 @@ def train(
 
     from .config import save_config
     from .engine.loop import train as run_training
-    from .families import build_task, resolve_config
+    from .families import build_task
 
-    extra: dict = {}
-    for section, key, value in (("data", "train", list(data or []) or None),
-                                ("data", "validation", list(validation or []) or None),
-                                ("train", "output_dir", output), ("model", "init_from", init_from),
-                                ("model", "trust_remote_code", True if trust_remote_code else None),
-                                ("train", "max_steps", max_steps), ("train", "max_minutes", max_minutes),
-                                ("train", "strategy", strategy)):
-        if value is not None:
-            extra.setdefault(section, {})[key] = value
-    cfg = resolve_config(preset, config, sets, extra)
+    cfg = _run_config(preset, config, sets, {
+        "data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
+        "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
+        "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy})
     out = Path(cfg.train.output_dir)
     rank0 = int(os.environ.get("RANK", 0)) == 0
     log = _echo if rank0 else (lambda s: None)
@@ -76,6 +89,21 @@ def train(
         typer.echo(json.dumps(summary, indent=2))
         if "model_dir" in summary:  # absent when a signal stopped the run before the end
             _echo(f"model saved to {summary['model_dir']}")
+
+
+@app.command()
+def prepare(
+    preset: Optional[str] = PRESET, config: Optional[str] = CONFIG, sets: Optional[List[str]] = SETS,
+    data: Optional[List[str]] = DATA, validation: Optional[List[str]] = VALIDATION,
+    output: Optional[str] = OUTPUT, init_from: Optional[str] = INIT_FROM,
+):
+    """Tokenise the training data once (parallel, memory-mapped, cached): `train` with the same
+    settings then starts at once, on every rank and every resume."""
+    from .families import family
+
+    cfg = _run_config(preset, config, sets, {"data.train": list(data or []), "data.validation": list(validation or []),
+                                             "train.output_dir": output, "model.init_from": init_from})
+    typer.echo(family(cfg.task).prepare(cfg, log=_echo, progress=cfg.train.progress))
 
 
 @app.command("eval")

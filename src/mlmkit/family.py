@@ -33,6 +33,10 @@ class Family:
         """The run's `engine.Task` (data, model, masking) from its config."""
         raise NotImplementedError
 
+    def prepare(self, cfg, *, log: Callable[[str], None], progress: bool) -> str:
+        """Do the run's one-off data preparation now (`mlmkit prepare`); a line saying what was done."""
+        raise NotImplementedError
+
     def owns_model_dir(self, path: Path) -> bool:
         """True if `path` is a model folder of this family."""
         raise NotImplementedError

@@ -35,6 +35,9 @@ class CharFamily(Family):
 
         return build_char_task(cfg, log=log)
 
+    def prepare(self, cfg, *, log, progress):
+        return "nothing to prepare: character data is streamed from its files (read in chunks) as it trains"
+
     def owns_model_dir(self, path: Path) -> bool:
         from .model import is_char_model_dir
 

@@ -43,6 +43,9 @@ class TrainConfig:
     # shards parameters, gradients and optimiser state (FSDP2); "auto" = ddp. Ignored when
     # single-process. batch_size is per rank: the global batch is batch_size * world size.
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"
+    # How long a rank waits in a collective (e.g. while rank 0 prepares the data or trains the
+    # tokenizer) before the process group gives up.
+    dist_timeout_minutes: float = 60.0
     eval_every: int = 200
     eval_at_start: bool = True
     log_every: int = 10
@@ -71,6 +74,7 @@ class TrainConfig:
         check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", "must be >= 1")
         check(self.eval_every >= 1, "train.eval_every", "must be >= 1")
+        check(self.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0")
         check(self.best_metric.startswith("eval_"), "train.best_metric", "must name an evaluation metric (eval_...)")
 
     @property

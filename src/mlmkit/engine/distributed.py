@@ -29,9 +29,10 @@ class Dist:
         return self.strategy == "fsdp"
 
 
-def init_distributed(strategy: str = "auto") -> Dist:
+def init_distributed(strategy: str = "auto", timeout_minutes: float = 60.0) -> Dist:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
-    MASTER_ADDR, ...); NCCL on CUDA, gloo on CPU. A single process ignores `strategy`."""
+    MASTER_ADDR, ...); NCCL on CUDA, gloo on CPU. A single process ignores `strategy`.
+    `timeout_minutes`: how long a collective may wait (rank 0 preparing data, say)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1:
         return Dist()
@@ -39,17 +40,14 @@ def init_distributed(strategy: str = "auto") -> Dist:
 
     if not dist.is_initialized():
         backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend=backend)
+        import datetime
+
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=timeout_minutes))
     local = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
     return Dist(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local,
                 strategy="fsdp" if strategy == "fsdp" else "ddp")
-
-
-def rank_and_world() -> tuple[int, int]:
-    """(rank, world size) as torchrun sets them, before or without a process group."""
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
 def barrier(dist_info: Dist) -> None:

@@ -146,7 +146,7 @@ class Trainer:
             # Small models on a small, busy CPU: fewer threads than cores can be several times
             # faster (spinning OpenMP threads fight over the cores).
             torch.set_num_threads(cfg.threads)
-        self.dist = init_distributed(cfg.strategy)
+        self.dist = init_distributed(cfg.strategy, cfg.dist_timeout_minutes)
         self.device = pick_device(cfg.device)
         self.precision = pick_precision(cfg.precision, self.device)
         self.out_dir = Path(cfg.output_dir)

@@ -5,7 +5,8 @@ Pipeline order:
 
     config.py      sections data, tokenizer, model, masking
     tokenizers.py  train a WordPiece/BPE tokenizer, or load one
-    data.py        records -> texts -> token sequences (line_by_line, group_texts)
+    data.py        records -> texts -> token sequences (line_by_line, group_texts packers)
+    prepare.py     prepare once: tokenise in parallel into memory-mapped files, cached by fingerprint
     masking.py     80/10/10 and whole-word masking, vectorised
     model.py       build / load transformers models; logits on masked positions only (SparseMLM)
     heads.py       an MLM head for any encoder (EncoderForMaskedLM)
@@ -33,6 +34,14 @@ class TokenFamily(Family):
         from .task import build_token_task
 
         return build_token_task(cfg, log=log, progress=progress, resume=resume)
+
+    def prepare(self, cfg, *, log, progress):
+        from .task import prepare_run
+
+        p = prepare_run(cfg, log=log, progress=progress)
+        splits = p.meta["splits"]
+        return (f"{p.folder}: {splits['train']['sequences']:,} training sequences ({splits['train']['tokens']:,} "
+                f"tokens), {splits['validation']['sequences']:,} validation sequences")
 
     def owns_model_dir(self, path: Path) -> bool:
         return True  # the registry asks the other families first: anything else is a transformers model

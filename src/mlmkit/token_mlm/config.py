@@ -12,10 +12,13 @@ from ..engine.config import OptimConfig, TrainConfig
 @dataclass
 class TokenDataConfig(DataSection):
     mode: Literal["line_by_line", "group_texts"] = "group_texts"  # see token_mlm/data.py
+    cache_dir: Optional[str] = None  # prepared data (token_mlm/prepare.py); None: $MLMKIT_CACHE or ~/.cache/mlmkit
+    prepare_workers: Optional[int] = None  # processes that tokenise; None: the CPU count (at most 8)
 
     def __post_init__(self):
         super().__post_init__()
         check(self.max_length >= 8, "data.max_length", "must be >= 8")
+        check(self.prepare_workers is None or self.prepare_workers >= 1, "data.prepare_workers", "must be >= 1")
 
 
 @dataclass
@@ -25,10 +28,12 @@ class TokenizerConfig:
     vocab_size: int = 8192
     min_frequency: int = 2
     lowercase: bool = True
+    train_samples: int = 1_000_000  # records the tokenizer is trained on (streamed; the first ones)
 
     def __post_init__(self):
         check_choices(self, "tokenizer")
         check(self.vocab_size >= 100, "tokenizer.vocab_size", "must be >= 100")
+        check(self.train_samples >= 1, "tokenizer.train_samples", "must be >= 1")
 
 
 @dataclass

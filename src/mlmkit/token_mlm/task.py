@@ -14,6 +14,10 @@ its slice -- a few milliseconds of CPU work for in-memory token sequences, far b
 
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -21,11 +25,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..engine.distributed import barrier, init_distributed, rank_and_world, unwrap
+from ..data.records import iter_records
+from ..engine.distributed import barrier, init_distributed, unwrap
 from ..engine.task import Batch, LossOutput, TaskBase
 from ..errors import ConfigError, MlmkitError
-from ..util import mix_seed
-from .data import Sequences, load_texts, split_validation, subset, tokenize
+from ..util import mix_seed, stable_hash
+from .data import Sequences
+from .prepare import prepare, tokenizer_folder
 from .masking import TokenMasker
 from .model import SparseMLM, build_model, load_model
 from .tokenizers import load_tokenizer, train_tokenizer
@@ -218,81 +224,123 @@ class TokenMLMTask(TaskBase):
 
 # ---------------------------------------------------------------------- building from a config
 def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = False) -> TokenMLMTask:
-    """Config -> tokenizer, model, tokenised train/validation sets, masker. `resume`: reuse the
-    tokenizer this run trained before (see `_run_tokenizer`)."""
+    """Config -> tokenizer, model, prepared (memory-mapped) train/validation sequences, masker.
+    `resume`: reuse the tokenizer this run trained before (see `_run_tokenizer`)."""
     d, m = cfg.data, cfg.model
     if not d.train:
         raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
-    texts = load_texts(d, d.train, max_samples=d.max_samples, log=log)
-    if d.validation:
-        train_texts, val_texts = texts, load_texts(d, d.validation, log=log)
-    else:
-        train_texts, val_texts = split_validation(texts, d.validation_fraction, seed=0)
-    if not train_texts:
-        raise MlmkitError("no training records left after the validation split")
-
+    dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)  # no-op for one process
     # Seed the model's initialisation: a run is reproducible from its config, and every rank of a
     # distributed run builds the same model (FSDP shards each rank's copy without broadcasting).
     torch.manual_seed(cfg.train.seed)
+    tokenizer = run_tokenizer(cfg, dist_info, resume=resume, log=log, progress=progress)
     if m.init_from:
-        tokenizer = load_tokenizer(cfg.tokenizer.name_or_path or m.init_from,
-                                   trust_remote_code=m.trust_remote_code)
         model = load_model(m.init_from, trust_remote_code=m.trust_remote_code)
         log(f"continuing pre-training from {m.init_from} "
             f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
     else:
-        if cfg.tokenizer.name_or_path:
-            tokenizer = load_tokenizer(cfg.tokenizer.name_or_path, trust_remote_code=m.trust_remote_code)
-        else:
-            tokenizer = _run_tokenizer(cfg, train_texts, resume=resume, log=log, progress=progress)
         model = build_model(m.arch, m.size, tokenizer, d.max_length, m.overrides)
         log(f"new {m.arch}-{m.size} model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
     limit = _max_length_of(model)
     if limit is not None and d.max_length > limit:
         raise ConfigError(f"config key 'data.max_length': {d.max_length} exceeds the model's "
                           f"maximum of {limit} positions")
-    whole = cfg.masking.whole_word
-    train_seqs = tokenize(train_texts, tokenizer, d.mode, d.max_length, word_ids=whole, progress=progress)
-    val_seqs = tokenize(val_texts, tokenizer, d.mode, d.max_length, word_ids=whole, progress=progress)
-    if d.max_eval_samples is not None and len(val_seqs) > d.max_eval_samples:
-        val_seqs = subset(val_seqs, range(d.max_eval_samples))
+    train_seqs, val_seqs = _prepared(cfg, tokenizer, dist_info, log=log, progress=progress)
     log(f"{len(train_seqs):,} training sequences ({train_seqs.num_tokens():,} tokens), "
         f"{len(val_seqs):,} validation sequences, mode {d.mode}, max_length {d.max_length}")
-    masker = make_masker(tokenizer, cfg.masking)
-    dist_rank, dist_world = rank_and_world()
-    return TokenMLMTask(model, tokenizer, train_seqs, val_seqs, masker, batch_size=cfg.train.batch_size,
-                        seed=cfg.train.seed, sparse=m.sparse_prediction, rank=dist_rank,
-                        world_size=dist_world)
+    return TokenMLMTask(model, tokenizer, train_seqs, val_seqs, make_masker(tokenizer, cfg.masking),
+                        batch_size=cfg.train.batch_size, seed=cfg.train.seed, sparse=m.sparse_prediction,
+                        rank=dist_info.rank, world_size=dist_info.world_size)
 
 
-def _run_tokenizer(cfg, train_texts, *, resume: bool, log, progress: bool):
-    """Train the run's tokenizer once and keep it in `<output_dir>/tokenizer/`.
+def run_tokenizer(cfg, dist_info, *, resume: bool = False, log=print, progress: bool = True):
+    """`tokenizer.name_or_path`, else the `model.init_from` checkpoint's, else the run's own."""
+    name = cfg.tokenizer.name_or_path or cfg.model.init_from
+    if name:
+        return load_tokenizer(name, trust_remote_code=cfg.model.trust_remote_code)
+    return _run_tokenizer(cfg, dist_info, resume=resume, log=log, progress=progress)
 
-    Tokenizer training is not bit-reproducible (the `tokenizers` trainers break frequency ties in
-    hash order: two trainings on the same text can number the vocabulary differently), so a
-    resumed run, and every rank but 0 of a distributed run, must load rank 0's saved copy rather
-    than train their own -- or the checkpoint's embeddings would be read with another vocabulary.
+
+def prepare_run(cfg, *, log=print, progress: bool = True):
+    """`mlmkit prepare`: the run's tokenizer and prepared data, made (or found in the cache) now."""
+    dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)
+    tokenizer = run_tokenizer(cfg, dist_info, log=log, progress=progress)
+    return prepare(cfg.data, tokenizer, word_ids=cfg.masking.whole_word, log=log, progress=progress)
+
+
+def _prepared(cfg, tokenizer, dist_info, *, log, progress) -> tuple[Sequences, Sequences]:
+    """The run's sequences, memory-mapped: rank 0 prepares them (or finds them in the cache),
+    the other ranks wait, then every rank maps the same files."""
+    d, whole = cfg.data, cfg.masking.whole_word
+    if dist_info.is_main:
+        prepare(d, tokenizer, word_ids=whole, log=log, progress=progress)
+    barrier(dist_info)
+    prepared = prepare(d, tokenizer, word_ids=whole, log=lambda s: None, progress=False)
+    train, val = prepared.train, prepared.validation
+    if not len(train):
+        raise MlmkitError("no training records left after the validation split")
+    if d.max_eval_samples is not None and len(val) > d.max_eval_samples:
+        val = val.head(d.max_eval_samples)
+    return train, val
+
+
+def training_texts(data_cfg):
+    """The training side of the records, streamed (the hash split and max_samples applied as
+    `prepare` applies them): what the tokenizer is trained on."""
+    d = data_cfg
+    threshold = int(d.validation_fraction * 2**32)
+    records = iter_records(d.train, text_column=d.text_column, fmt=d.format, on_bad=d.on_bad_record,
+                           hf_split=d.hf_split, hf_config=d.hf_config, hf_data_files=d.hf_data_files)
+    for n, rec in enumerate(records, 1):
+        if d.max_samples is not None and n > d.max_samples:
+            return
+        if d.validation or stable_hash(rec.text, 4, salt=b"0") >= threshold:
+            yield rec.text
+
+
+def _run_tokenizer(cfg, dist_info, *, resume: bool, log, progress: bool):
+    """The run's tokenizer, trained once on its data and kept in `<output_dir>/tokenizer/`.
+
+    A resumed run loads that copy. Otherwise a tokenizer trained earlier on the same data with the
+    same settings is taken from the cache (`prepare.tokenizer_folder`), else rank 0 trains one on
+    the streamed training records (at most `tokenizer.train_samples`) and caches it. Every other
+    rank loads rank 0's copy: tokenizer training is not bit-reproducible, and a rank with another
+    vocabulary would read the embeddings wrongly.
     """
-    folder = Path(cfg.train.output_dir) / "tokenizer"
-    dist_info = init_distributed(cfg.train.strategy)  # no-op for one process
-    reuse = resume and (folder / "tokenizer_config.json").is_file()
-    tokenizer = None
-    if dist_info.is_main and not reuse:
-        log(f"training a {cfg.tokenizer.kind} tokenizer (vocab {cfg.tokenizer.vocab_size}) "
-            f"on {len(train_texts):,} records")
-        tokenizer = train_tokenizer(train_texts, kind=cfg.tokenizer.kind, vocab_size=cfg.tokenizer.vocab_size,
-                                    min_frequency=cfg.tokenizer.min_frequency,
-                                    lowercase=cfg.tokenizer.lowercase, model_max_length=cfg.data.max_length,
+    run_copy = Path(cfg.train.output_dir) / "tokenizer"
+    cached = tokenizer_folder(cfg)
+    marker = "tokenizer_config.json"
+    source = run_copy if resume and (run_copy / marker).is_file() else cached
+    if dist_info.is_main and not (source / marker).is_file():
+        t = cfg.tokenizer
+        log(f"training a {t.kind} tokenizer (vocab {t.vocab_size}) on at most {t.train_samples:,} records")
+        texts = itertools.islice(training_texts(cfg.data), t.train_samples)
+        tokenizer = train_tokenizer(texts, kind=t.kind, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
+                                    lowercase=t.lowercase, model_max_length=cfg.data.max_length,
                                     show_progress=progress)
-        tokenizer.save_pretrained(folder)
+        save_atomically(tokenizer, cached)
     barrier(dist_info)  # rank 0's tokenizer is on disk
-    if tokenizer is None:
-        if reuse:
-            log(f"reusing this run's tokenizer from {folder}")
-        tokenizer = load_tokenizer(str(folder))
+    if source == run_copy:
+        log(f"reusing this run's tokenizer from {run_copy}")
+    elif dist_info.is_main:
+        log(f"tokenizer: {cached}")
+    tokenizer = load_tokenizer(str(source))
+    if dist_info.is_main and source != run_copy:
+        tokenizer.save_pretrained(run_copy)
     return tokenizer
+
+
+def save_atomically(tokenizer, folder: Path) -> None:
+    """`save_pretrained` into a temporary folder, then rename: a reader never sees half a tokenizer."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    tokenizer.save_pretrained(tmp)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process saved it first
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def make_masker(tokenizer, masking_cfg) -> TokenMasker:
