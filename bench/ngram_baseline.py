@@ -37,9 +37,8 @@ from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig
 from mlmkit.char_mlm.data import Alphabet, DomainFilter, DomainSource, is_validation
 from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.heads import span_loss
-from mlmkit.char_mlm.masking import make_batch
 from mlmkit.char_mlm.model import load_char_model
-from mlmkit.char_mlm.task import CharMLMTask, eval_seed
+from mlmkit.char_mlm.task import CharMLMTask
 
 BOS, EOS = "\x02", "\x03"
 
@@ -144,9 +143,9 @@ def main() -> None:
     bits = {k: {o: 0.0 for o in orders} for k in n}
     model_stats = {k: [0, 0.0] for k in n}  # correct, bits
     bs = 256
-    for i in range(0, len(eval_names), bs):
+    task.eval_batch_size = bs
+    for i, b in zip(range(0, len(eval_names), bs), task.eval_batches()):  # the masks `mlmkit eval` scores
         names = eval_names[i: i + bs]
-        b = make_batch(names, alpha, mcfg, eval_seed(args.seed, i))
         replaced = (b["input_idx"][b["spans"][:, 0], b["spans"][:, 1]] == Alphabet.MASK).tolist()
         if bundle is not None:
             model_stats_add(bundle, b, replaced, model_stats)
@@ -201,7 +200,7 @@ def main() -> None:
         if bundle is not None:
             print(f"  model ({args.model_dir}): accuracy {model_stats[k][0] / N:.4f}  bits/char {model_stats[k][1] / N:.3f}")
     if bundle is not None:
-        m = evaluate_char_model(bundle, None, batch_size=256, seed=args.seed)
+        m = evaluate_char_model(bundle, None, batch_size=256)
         print(f"model, `mlmkit eval` ({args.model_dir}): masked-char accuracy {m['eval_accuracy']:.4f}  "
               f"bits/char {m['eval_bits_per_char']:.3f}  span exact match {m['eval_span_exact_match']:.4f}  "
               f"(masked chars {m['eval_targets']:,})")

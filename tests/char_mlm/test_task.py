@@ -256,10 +256,12 @@ def test_csv_parquet_and_hub_sources(tmp_path):
 def test_build_from_run_config_and_eval_other_file(tmp_path, domains_file):
     from types import SimpleNamespace
 
+    from mlmkit.engine.config import TrainConfig
+
     cfg = SimpleNamespace(
         data=CharDataConfig(train=[str(domains_file)], max_eval_samples=16, shuffle_buffer=600, chunk_bytes=4096),
         model=CharModelConfig(**SMALL), masking=CharMaskingConfig(),
-        train=SimpleNamespace(batch_size=8, seed=1))
+        train=TrainConfig(batch_size=8, seed=1))
     logs = []
     task = build_char_task(cfg, log=logs.append)
     assert task.batch_size == 8 and task.seed == 1 and "invalid rows skipped: empty_label 1" in logs[0]
@@ -353,3 +355,48 @@ def test_loss_divisor_counts_real_targets_only(tmp_path, domains_file):
     ((out1.loss * n1 + out2.loss * n2) / (n1 + n2)).backward()
     assert len(seen) == 2
     assert torch.allclose(seen[0] + seen[1], reference.head.out.bias.grad, rtol=1e-4, atol=1e-7)
+
+
+def _char_rows(batch):
+    """Each name's (masked input, [(span start, length, gold characters)]), without padding."""
+    rows = []
+    for r in range(batch["input_idx"].shape[0]):
+        n = int(batch["attention_mask"][r].sum())
+        spans = [(int(s[1]), int(s[2]), tuple(batch["targets"][i, : int(s[2])].tolist()))
+                 for i, s in enumerate(batch["spans"]) if int(s[0]) == r]
+        rows.append((tuple(batch["input_idx"][r, :n].tolist()), spans))
+    return rows
+
+
+@pytest.mark.parametrize("hub", [False, True])
+def test_ranks_split_every_global_batch_and_mask_names_alike(tmp_path, domains_file, hub):
+    """2 ranks x 16 names = 1 process x 32: the same names and the same spans, whether the data
+    is read in chunks (local files) or streamed (the hub code path, on a local file)."""
+    kw = {"format": "hf", "text_column": "text", "hf_data_files": [str(domains_file)]} if hub else {}
+    src = "text" if hub else domains_file
+
+    def task(batch_size, rank=0, world=1):
+        data = CharDataConfig(train=[str(src)], chunk_bytes=4096, shuffle_buffer=600, max_eval_samples=16, **kw)
+        return CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=batch_size, seed=3,
+                           rank=rank, world_size=world)
+
+    one, ranks = task(32), [task(16, r, 2) for r in range(2)]
+    whole = list(itertools.islice(one.train_batches(0), 12))
+    parts = [list(itertools.islice(t.train_batches(0), 12)) for t in ranks]
+    assert len(whole) == 12
+    for i, w in enumerate(whole):
+        assert _char_rows(parts[0][i]) + _char_rows(parts[1][i]) == _char_rows(w)
+    # resuming mid-epoch and workers striding it give the same batches
+    resumed = next(ranks[1].train_batches(0, 7))
+    assert _char_rows(resumed) == _char_rows(parts[1][7])
+    strided = list(itertools.islice(one.train_batches(0, 1, stride=3), 3))
+    assert [_char_rows(b) for b in strided] == [_char_rows(whole[i]) for i in (1, 4, 7)]
+
+
+def test_evaluation_masks_do_not_depend_on_seed_or_batch_size(domains_file):
+    a = CharMLMTask(CharDataConfig(train=[str(domains_file)], chunk_bytes=4096, shuffle_buffer=600, max_eval_samples=40),
+                    CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=8, seed=1)
+    b = CharMLMTask(CharDataConfig(train=[str(domains_file)], chunk_bytes=4096, shuffle_buffer=600, max_eval_samples=40),
+                    CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=32, seed=9)
+    rows = lambda t: [row for batch in t.eval_batches() for row in _char_rows(batch)]
+    assert len(rows(a)) == len(a.eval_domains) > 20 and rows(a) == rows(b)

@@ -35,7 +35,7 @@ def _free_port() -> int:
 
 
 def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, strategy: str = "auto",
-         resume: bool = False, rank: int = 0, world: int = 1) -> dict:
+         resume: bool = False, rank: int = 0, world: int = 1, log=lambda s: None) -> dict:
     """Build the tiny task and train it (the same code for the reference and the workers)."""
     from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
 
@@ -57,8 +57,7 @@ def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, s
     cfg = TrainConfig(output_dir=str(out), max_steps=steps, grad_accum=2, log_every=1, eval_every=2,
                       eval_at_start=False, save_every=2, keep_checkpoints=3, progress=False, device="cpu",
                       precision="fp32", strategy=strategy, show_samples=0)
-    return train(task, cfg, OptimConfig(lr=2e-3, schedule="constant", warmup_ratio=0.0), resume=resume,
-                 log=lambda s: None)
+    return train(task, cfg, OptimConfig(lr=2e-3, schedule="constant", warmup_ratio=0.0), resume=resume, log=log)
 
 
 def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> None:
@@ -168,3 +167,26 @@ def test_fsdp_two_ranks_match_and_save_full_checkpoints(runs):
     # The final model folder is a normal, loadable transformers model.
     model = AutoModelForMaskedLM.from_pretrained(fsdp / "model")
     assert model.get_input_embeddings().weight.shape[1] == 32
+
+
+def test_elastic_resume_two_ranks_to_one_continues_the_same_order(runs, tiny_tokenizer, english_texts):
+    """The DDP run's step-3 checkpoint (2 ranks x 4 rows) resumed by one process with 8 rows: the
+    same global batches and masks, so step 4 lands where the 1-process run's step 4 did."""
+    from mlmkit.engine import checkpoint as ckpt_io
+    from mlmkit.errors import MlmkitError
+
+    tok_dir = str(runs / "tok")
+    elastic = runs / "elastic"
+    shutil.copytree(runs / "ddp", elastic)
+    for c in ckpt_io.list_checkpoints(elastic / "checkpoints"):
+        if c.name != "step-00000003":
+            shutil.rmtree(c)
+    with pytest.raises(MlmkitError, match="global batch of 8 .*train.batch_size=8"):
+        _run(tok_dir, english_texts[:200], elastic, batch=PER_RANK_BATCH, steps=STEPS + 1, resume=True)
+    logs = []
+    _run(tok_dir, english_texts[:200], elastic, batch=PER_RANK_BATCH * WORLD, steps=STEPS + 1, resume=True,
+         log=logs.append)
+    assert any("elastic resume: 2 -> 1 rank(s)" in line for line in logs)
+    _assert_close(_weights(runs / "ref4"), _weights(elastic), atol=2e-5)
+    a, b = _losses(runs / "ref4"), _losses(elastic)
+    assert b[STEPS + 1] == pytest.approx(a[STEPS + 1], rel=1e-5)

@@ -3,7 +3,8 @@ and span exact match (spans filled greedily by the head), on the engine's evalua
 
 The names: by default the held-out names of the model's training data (the hash split); any other
 data is scored whole (every valid name). At most `max_samples` names (default
-`data.max_eval_samples`). The mask is fixed by `seed`, so repeated calls give the same numbers.
+`data.max_eval_samples`). The masks are keyed by a fixed evaluation key and each name's place in
+the evaluation set, so every call, model and batch size scores the same masked positions.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _names(bundle: CharMLM, specs: list[str], data: CharDataConfig, split: str, 
 
 @torch.no_grad()
 def evaluate_char_model(model, data=None, *, overrides: dict | None = None, batch_size: int = 256,
-                        max_samples: Optional[int] = None, split: str = "auto", seed: int = 0,
+                        max_samples: Optional[int] = None, split: str = "auto",
                         decode: bool = True) -> dict[str, Any]:
     """Metrics of a character model (folder, run folder or loaded `CharMLM`) on `data` (specs;
     default: the training data's held-out names). `split`: valid (hash-held-out names only) |
@@ -60,7 +61,7 @@ def evaluate_char_model(model, data=None, *, overrides: dict | None = None, batc
     if not names:
         raise DataError("no evaluation names (the held-out split is empty; try split='all')", ", ".join(specs))
     task = SpanTask(bundle.model, bundle.alphabet, data_cfg, bundle.model_cfg, bundle.masking, eval_domains=names,
-                    eval_batch_size=batch_size, seed=seed, decode_eval=decode)
+                    eval_batch_size=batch_size, decode_eval=decode)
     device = next(bundle.model.parameters()).device
     result = evaluate(task, bundle.model, device, "fp32")
     return {**result, "eval_names": len(names), "invalid_rows": dict(sorted(invalid.items()))}

@@ -30,6 +30,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from ..engine.draws import uniforms
 from ..engine.task import Batch
 from .data import Alphabet
 
@@ -42,17 +43,43 @@ class SpanMaskResult:
     replaced: torch.Tensor  # (S,) bool: span replaced by MASK (False: left unchanged)
 
 
+class Draws:
+    """The uniform draws of one masking call: from a generator over the whole batch, or
+    counter-based from one key per row (`engine.draws`), so that a row's spans depend on that row
+    alone -- the same wherever it is collated (any batch, any rank). `stream` numbers the uses."""
+
+    def __init__(self, generator: Optional[torch.Generator] = None, keys: Optional[torch.Tensor] = None):
+        self.generator, self.keys = generator, keys
+
+    def rand(self, stream: int, rows: int, cols: int, device=None) -> torch.Tensor:
+        """(rows, cols) uniforms; `rows` is the batch size."""
+        if self.keys is None:
+            return torch.rand((rows, cols), generator=self.generator, device=device)
+        return uniforms(self.keys, stream, cols).to(device=device, dtype=torch.float32)
+
+    def per_span(self, stream: int, spans: torch.Tensor, rows: int) -> torch.Tensor:
+        """One uniform per span (row, start, length): the row's j-th span reads its draw j."""
+        S = spans.shape[0]
+        if self.keys is None:
+            return torch.rand(S, generator=self.generator, device=spans.device)
+        row = spans[:, 0].contiguous()
+        first = torch.searchsorted(row, torch.arange(rows, device=spans.device))  # spans sorted by row
+        ordinal = torch.arange(S, device=spans.device) - first[row]
+        width = int(ordinal.max()) + 1 if S else 1
+        return self.rand(stream, rows, width, spans.device)[row, ordinal]
+
+
 def clipped_geometric_mean(mean_span: float, max_span: int) -> float:
     p = 1.0 / mean_span
     return (1.0 - (1.0 - p) ** max_span) / p
 
 
-def geometric_lengths(shape, mean_span: float, max_span: int, generator=None, device=None) -> torch.Tensor:
-    """Geometric(1/mean) lengths >= 1, clipped to max_span."""
+def geometric_lengths(shape, mean_span: float, max_span: int, draws: Draws, device=None) -> torch.Tensor:
+    """Geometric(1/mean) lengths >= 1, clipped to max_span; `shape` is (rows, n)."""
     p = 1.0 / mean_span
     if p >= 1.0:
         return torch.ones(shape, dtype=torch.long, device=device)
-    u = torch.rand(shape, generator=generator, device=device).clamp_min(1e-12)
+    u = draws.rand(2, shape[0], shape[1], device).clamp_min(1e-12)
     lengths = torch.floor(torch.log(u) / math.log1p(-p)).long() + 1
     return lengths.clamp_(1, max_span)
 
@@ -72,7 +99,7 @@ def spans_from_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _random_layout(maskable: torch.Tensor, rate: float, mean_span: float, max_span: int,
-                   ensure_one: bool, g) -> torch.Tensor:
+                   ensure_one: bool, draws: Draws) -> torch.Tensor:
     """Boolean mask of non-touching geometric spans laid out over each row's maskable run.
 
     Assumes the maskable positions of a row are contiguous (true for [CLS] text [SEP] pad)."""
@@ -82,13 +109,13 @@ def _random_layout(maskable: torch.Tensor, rate: float, mean_span: float, max_sp
     first = torch.where(n > 0, maskable.float().argmax(1), torch.zeros_like(n))
     e_len = clipped_geometric_mean(mean_span, max_span)
     expected = rate * n.float() / e_len
-    k = torch.floor(expected + torch.rand(B, generator=g, device=dev)).long()
+    k = torch.floor(expected + draws.rand(1, B, 1, dev)[:, 0]).long()
     if ensure_one:
         k = torch.where(n > 0, k.clamp_min(1), k)
     k_max = int(k.max().item()) if B else 0
     if k_max == 0:
         return torch.zeros_like(maskable)
-    lengths = geometric_lengths((B, k_max), mean_span, max_span, g, dev)
+    lengths = geometric_lengths((B, k_max), mean_span, max_span, draws, dev)
     col = torch.arange(k_max, device=dev)
     active = col[None, :] < k[:, None]
     lengths = lengths * active
@@ -108,7 +135,7 @@ def _random_layout(maskable: torch.Tensor, rate: float, mean_span: float, max_sp
     # stars and bars: choose k slots among free + k, uniformly
     slots = free + k
     s_max = int(slots.max().item())
-    keys = torch.rand((B, max(s_max, 1)), generator=g, device=dev)
+    keys = draws.rand(3, B, max(s_max, 1), dev)
     slot_col = torch.arange(max(s_max, 1), device=dev)
     keys = torch.where(slot_col[None, :] < slots[:, None], keys, torch.full_like(keys, 2.0))
     chosen = keys.argsort(1)[:, :k_max]
@@ -128,7 +155,7 @@ def _random_layout(maskable: torch.Tensor, rate: float, mean_span: float, max_sp
 
 
 def _aligned_layout(maskable: torch.Tensor, separators: torch.Tensor, rate: float, max_span: int,
-                    ensure_one: bool, g) -> torch.Tensor:
+                    ensure_one: bool, draws: Draws) -> torch.Tensor:
     B, L = maskable.shape
     dev = maskable.device
     chars = maskable & ~separators
@@ -143,10 +170,10 @@ def _aligned_layout(maskable: torch.Tensor, separators: torch.Tensor, rate: floa
     posgrid = torch.arange(L, device=dev).expand(B, L)
     seg_start.scatter_reduce_(0, flat[chars], posgrid[chars], reduce="amin")
     exists = seg_len > 0
-    pick = (torch.rand(B * n_seg_ids, generator=g, device=dev) < rate) & exists
+    pick = (draws.rand(4, B, n_seg_ids, dev).reshape(-1) < rate) & exists
     if ensure_one:
         has_any = pick.view(B, n_seg_ids).any(1)
-        score = torch.rand(B * n_seg_ids, generator=g, device=dev) * exists
+        score = draws.rand(5, B, n_seg_ids, dev).reshape(-1) * exists
         best = score.view(B, n_seg_ids).argmax(1)
         row_has_seg = exists.view(B, n_seg_ids).any(1)
         force = (~has_any) & row_has_seg
@@ -154,7 +181,7 @@ def _aligned_layout(maskable: torch.Tensor, separators: torch.Tensor, rate: floa
         pick[idx[force]] = True
     # window of at most max_span characters inside long segments
     extra = (seg_len - max_span).clamp_min(0)
-    off = torch.floor(torch.rand(B * n_seg_ids, generator=g, device=dev) * (extra + 1).float()).long()
+    off = torch.floor(draws.rand(6, B, n_seg_ids, dev).reshape(-1) * (extra + 1).float()).long()
     win_lo = seg_start + off
     win_hi = win_lo + seg_len.clamp_max(max_span)
     lo, hi, pk = win_lo[flat], win_hi[flat], pick[flat]
@@ -173,25 +200,28 @@ def mask_spans(
     separators: Optional[torch.Tensor] = None,
     ensure_one_span: bool = True,
     generator: Optional[torch.Generator] = None,
+    keys: Optional[torch.Tensor] = None,
     extra_ids: Optional[list[tuple[torch.Tensor, int]]] = None,
 ) -> SpanMaskResult:
     """Mask character spans of `ids` (B, L) where `maskable` (B, L) is True.
 
     `mask_value` is written into replaced spans. `extra_ids` are further (tensor, mask value)
     pairs masked at exactly the same places (e.g. code points and alphabet indices of one batch);
-    their masked copies are returned in `result.extra`.
+    their masked copies are returned in `result.extra`. The draws come from `keys` (one per row:
+    each row's spans then depend on that row alone) or, without keys, from `generator`.
     """
+    draws = Draws(generator, keys)
     if align == "none":
-        mask = _random_layout(maskable, rate, mean_span, max_span, ensure_one_span, generator)
+        mask = _random_layout(maskable, rate, mean_span, max_span, ensure_one_span, draws)
     elif align in ("labels", "parts"):
         if separators is None:
             raise ValueError("aligned masking needs `separators`")
-        mask = _aligned_layout(maskable, separators, rate, max_span, ensure_one_span, generator)
+        mask = _aligned_layout(maskable, separators, rate, max_span, ensure_one_span, draws)
     else:
         raise ValueError(f"align must be none|labels|parts, got {align!r}")
     spans = spans_from_mask(mask)
     S = spans.shape[0]
-    replaced = torch.rand(S, generator=generator, device=ids.device) < mask_fraction
+    replaced = draws.per_span(7, spans, ids.shape[0]) < mask_fraction
     # broadcast span decision to positions
     span_of = torch.zeros_like(ids, dtype=torch.long)
     if S:
@@ -264,14 +294,14 @@ def encode_domains(domains: Sequence[str], alphabet: Alphabet):
     return cps, idx, att, maskable, (cps == dot), (cps == hyphen)
 
 
-def make_batch(domains: Sequence[str], alphabet: Alphabet, mcfg, seed: int) -> Batch:
-    """Names -> [CLS] chars [SEP] rows with character spans masked as `mcfg` (the masking section) says."""
+def make_batch(domains: Sequence[str], alphabet: Alphabet, mcfg, keys: torch.Tensor) -> Batch:
+    """Names -> [CLS] chars [SEP] rows with character spans masked as `mcfg` (the masking
+    section) says; `keys` (one per name, `engine.draws.example_keys`) decide each name's spans."""
     cps, idx, att, maskable, dots, hyph = encode_domains(domains, alphabet)
-    g = torch.Generator().manual_seed(seed)
     seps = dots if mcfg.align == "labels" else (dots | hyph)
     res = mask_spans(idx, maskable, Alphabet.MASK, rate=mcfg.rate, mean_span=mcfg.mean_span,
                      max_span=mcfg.max_span, mask_fraction=mcfg.mask_fraction, align=mcfg.align,
-                     separators=seps, ensure_one_span=mcfg.ensure_one_span, generator=g,
+                     separators=seps, ensure_one_span=mcfg.ensure_one_span, keys=keys,
                      extra_ids=[(cps, Alphabet.SPECIAL_CPS[Alphabet.MASK])])
     return {
         "input_ids": res.extra[0],

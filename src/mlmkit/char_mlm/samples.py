@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import torch
 
+from ..engine.draws import example_keys
 from ..report.samples import MaskedExample, render_examples
 from .data import Alphabet, normalize_domain
 from .masking import make_batch
@@ -19,7 +20,7 @@ def char_examples(bundle, names: list[str], *, seed: int = 0) -> list[MaskedExam
     names = [normalize_domain(n)[: bundle.data.max_length] for n in names]
     names = [n for n in names if n]
     alphabet = bundle.alphabet
-    batch = make_batch(names, alphabet, bundle.masking, seed)
+    batch = make_batch(names, alphabet, bundle.masking, example_keys(seed, torch.arange(len(names))))
     model = bundle.model
     was_training = model.training
     model.eval()

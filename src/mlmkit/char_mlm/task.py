@@ -42,7 +42,8 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn as nn
 
-from ..engine.distributed import unwrap
+from ..engine.distributed import init_distributed, unwrap
+from ..engine.draws import EVAL_KEY, example_keys
 from ..engine.task import Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
 from ..errors import ConfigError, DataError
 from ..util import mix_seed
@@ -55,12 +56,7 @@ from .model import CharMLMModel, save_char_model
 
 
 # The random streams of a run, mixed with (seed, epoch, ...) by the one seed mixer `util.mix_seed`.
-CHUNKS, WINDOW, GROUP, MASK, EVAL, HUB = range(1, 7)
-
-
-def eval_seed(seed: int, first_row: int) -> int:
-    """The mask seed of the evaluation batch that starts at name `first_row`."""
-    return mix_seed(seed, EVAL, first_row)
+CHUNKS, WINDOW, GROUP, MASK, HUB = range(1, 6)
 
 
 @dataclass
@@ -102,7 +98,10 @@ class SpanTask(TaskBase):
         if self._eval_cache is None:
             eb = self.eval_batch_size
             names = self.eval_domains
-            self._eval_cache = [make_batch(names[i: i + eb], self.alphabet, self.mask_cfg, eval_seed(self.seed, i))
+            # keyed by the fixed evaluation key and the name's place in the evaluation set: the
+            # same masks for every run, seed and batch size
+            keys = example_keys(EVAL_KEY, torch.arange(len(names)))
+            self._eval_cache = [make_batch(names[i: i + eb], self.alphabet, self.mask_cfg, keys[i: i + eb])
                                 for i in range(0, len(names), eb)]
         return iter(self._eval_cache)
 
@@ -164,7 +163,8 @@ class CharMLMTask(SpanTask):
     def __init__(self, data: CharDataConfig | None = None, model: CharModelConfig | None = None,
                  masking: CharMaskingConfig | None = None, *, batch_size: int = 128, seed: int = 0,
                  eval_batch_size: Optional[int] = None, alphabet: Optional[Alphabet] = None,
-                 model_instance: Optional[CharMLMModel] = None, build_model: bool = True):
+                 model_instance: Optional[CharMLMModel] = None, build_model: bool = True,
+                 rank: int = 0, world_size: int = 1):
         data, model, masking = data or CharDataConfig(), model or CharModelConfig(), masking or CharMaskingConfig()
         super().__init__(model_instance, alphabet, data, model, masking, eval_domains=[],
                          eval_batch_size=eval_batch_size or batch_size, seed=seed)
@@ -173,7 +173,10 @@ class CharMLMTask(SpanTask):
                                if self.mask_cfg.train_rate else self.mask_cfg)
         if batch_size < 1:
             raise ConfigError("config key 'train.batch_size': must be >= 1")
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # per rank
+        # Every rank plans the same global batches and trains on its share of each.
+        self.rank, self.world_size = rank, world_size
+        self.global_batch = batch_size * world_size
         d = self.data_cfg
         if not d.train:
             raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
@@ -290,7 +293,7 @@ class CharMLMTask(SpanTask):
     def _windows(self, epoch: int) -> list[_Window]:
         if epoch in self._window_cache:
             return self._window_cache[epoch]
-        B = self.batch_size
+        B = self.global_batch
         order = list(range(len(self.chunks)))
         random.Random(mix_seed(self.seed, CHUNKS, epoch)).shuffle(order)
         windows: list[_Window] = []
@@ -314,8 +317,8 @@ class CharMLMTask(SpanTask):
                 return None
             W = self.data_cfg.shuffle_buffer
             n_win, rest = divmod(self.hub_rows_limit, W)
-            per = max(1, round(W * self.train_per_unit / self.batch_size))
-            return n_win * per + (max(1, round(rest * self.train_per_unit / self.batch_size)) if rest else 0)
+            per = max(1, round(W * self.train_per_unit / self.global_batch))
+            return n_win * per + (max(1, round(rest * self.train_per_unit / self.global_batch)) if rest else 0)
         return sum(w.n_batches for w in self._windows(epoch))
 
     def _train_rows(self, records, ctx) -> list[str]:
@@ -333,37 +336,42 @@ class CharMLMTask(SpanTask):
             total[reason] = max(total[reason], n)
         return dict(sorted(total.items()))
 
-    def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int) -> Iterator[Batch]:
-        B = self.batch_size
+    def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int,
+                        stride: int = 1) -> Iterator[Batch]:
+        """Batches j0.. of window `w`: its rows shuffled, then in groups of `length_group` batches
+        sorted by length (batch order shuffled in the group). An example is its slot in the
+        shuffled window (slots past the end wrap around); its mask is keyed by that slot."""
+        B = self.global_batch
         random.Random(mix_seed(self.seed, WINDOW, epoch, w)).shuffle(rows)
         G = max(1, self.data_cfg.length_group)
-        cache: dict[int, list[list[str]]] = {}
-        for j in range(j0, n_batches):
+        cache: dict[int, list[list[int]]] = {}
+        for j in range(j0, n_batches, stride):
             g, jj = divmod(j, G)
             if g not in cache:
                 cache.clear()
-                lo, hi = g * G * B, min((g + 1) * G, n_batches) * B
-                # fewer rows than planned: wrap around (deterministically)
-                names = rows[lo:hi] if hi <= len(rows) else [rows[t % len(rows)] for t in range(lo, hi)]
+                slots = list(range(g * G * B, min((g + 1) * G, n_batches) * B))
                 if G > 1:  # similar lengths together (less padding), batch order shuffled in the group
-                    names = sorted(names, key=len)
-                    groups = [names[t: t + B] for t in range(0, len(names), B)]
+                    slots.sort(key=lambda t: len(rows[t % len(rows)]))
+                groups = [slots[t: t + B] for t in range(0, len(slots), B)]
+                if G > 1:
                     random.Random(mix_seed(self.seed, GROUP, epoch, w, g)).shuffle(groups)
-                else:
-                    groups = [names]
                 cache[g] = groups
-            yield self._batch(cache[g][jj], epoch, j, w)
+            mine = self.rows_of_rank(cache[g][jj])
+            keys = example_keys(mix_seed(self.seed, MASK, epoch, w), torch.tensor(mine, dtype=torch.int64))
+            yield make_batch([rows[t % len(rows)] for t in mine], self.alphabet, self.train_mask_cfg, keys)
 
-    def _batch(self, names, epoch, j, w) -> Batch:
-        return make_batch(names, self.alphabet, self.train_mask_cfg, mix_seed(self.seed, MASK, epoch, w, j))
+    def rows_of_rank(self, batch: list) -> list:
+        """This rank's contiguous share of a global batch (an even split)."""
+        n, W = len(batch), self.world_size
+        return batch[round(self.rank * n / W): round((self.rank + 1) * n / W)]
 
-    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+    def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
         if self.source.is_hub:
-            yield from self._hub_batches(epoch, start)
+            yield from self._hub_batches(epoch, start, stride)
             return
-        first = 0
+        first, nxt = 0, start  # nxt: the next batch number wanted
         for w, win in enumerate(self._windows(epoch)):
-            if start >= first + win.n_batches:
+            if nxt >= first + win.n_batches:
                 first += win.n_batches
                 continue
             rows: list[str] = []
@@ -374,7 +382,8 @@ class CharMLMTask(SpanTask):
                 self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
             if not rows:  # a window of invalid rows only: borrow the names of another chunk
                 rows = self._fallback_rows()
-            yield from self._window_batches(rows, win.n_batches, epoch, w, max(0, start - first))
+            yield from self._window_batches(rows, win.n_batches, epoch, w, nxt - first, stride)
+            nxt = _next_wanted(nxt, first + win.n_batches, stride)
             first += win.n_batches
 
     def _fallback_rows(self) -> list[str]:
@@ -385,11 +394,11 @@ class CharMLMTask(SpanTask):
                 return rows
         raise DataError("no training names in the data", self.source.name)
 
-    def _hub_batches(self, epoch: int, start: int) -> Iterator[Batch]:
+    def _hub_batches(self, epoch: int, start: int, stride: int = 1) -> Iterator[Batch]:
         """Windows of `shuffle_buffer` raw rows of the seeded stream shuffle (rows are numbered by
         the reader, rejected ones included); resuming at window w skips w * shuffle_buffer rows."""
         W = self.data_cfg.shuffle_buffer
-        per = max(1, round(W * self.train_per_unit / self.batch_size))
+        per = max(1, round(W * self.train_per_unit / self.global_batch))
         w, j0 = divmod(start, per)
         limit = self.hub_rows_limit
         ctx = self.source.ctx()
@@ -408,12 +417,14 @@ class CharMLMTask(SpanTask):
             read = W if carry is not None else (window[-1].line - w * W if window else 0)
             rows = self._train_rows(window, ctx)
             self._invalid_by_key[("hub", w)] = Counter(ctx.stats.bad_counts()) - counted
-            n = per if read >= W else max(1, round(read * self.train_per_unit / self.batch_size))
-            if rows:
-                yield from self._window_batches(rows, n, epoch, w, j0)
+            n = per if read >= W else max(1, round(read * self.train_per_unit / self.global_batch))
+            if rows and j0 < n:
+                yield from self._window_batches(rows, n, epoch, w, j0, stride)
             if carry is None:
                 return
-            w, j0 = (carry.line - 1) // W, 0
+            nxt = _next_wanted(w * per + j0, w * per + n, stride)
+            w = (carry.line - 1) // W
+            j0 = max(0, nxt - w * per)
 
     def describe(self) -> dict[str, Any]:
         m = unwrap(self.model) if hasattr(self, "model") else None
@@ -434,13 +445,20 @@ class CharMLMTask(SpanTask):
         return out
 
 
+def _next_wanted(nxt: int, end: int, stride: int) -> int:
+    """The first batch number >= `end` in the sequence nxt, nxt + stride, ..."""
+    return nxt if nxt >= end else nxt + -(-(end - nxt) // stride) * stride
+
+
 def build_char_task(cfg, *, log=None) -> CharMLMTask:
     """The task of a run config (`task: char`; sections data, model, masking; train.batch_size
     and train.seed)."""
     # Seed the model's initialisation (torch seeds its generator randomly at start-up): a run is
     # reproducible from its config, and every rank of a distributed run builds the same model.
     torch.manual_seed(cfg.train.seed)
-    task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)  # no-op for one process
+    task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
+                       rank=dist_info.rank, world_size=dist_info.world_size)
     if log is not None:
         d = task.describe()
         inv = ", ".join(f"{k} {v}" for k, v in d["invalid_rows"].items()) or "none"

@@ -46,6 +46,10 @@ class TrainConfig:
     # How long a rank waits in a collective (e.g. while rank 0 prepares the data or trains the
     # tokenizer) before the process group gives up.
     dist_timeout_minutes: float = 60.0
+    # Processes that build batches ahead of the model (0: the main process builds them). They
+    # help when building a batch is slow next to a step (big batches, a GPU); on a 2-core CPU
+    # they compete with the model for the cores.
+    data_workers: int = 0
     eval_every: int = 200
     eval_at_start: bool = True
     log_every: int = 10
@@ -74,6 +78,7 @@ class TrainConfig:
         check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", "must be >= 1")
         check(self.eval_every >= 1, "train.eval_every", "must be >= 1")
+        check(self.data_workers >= 0, "train.data_workers", "must be >= 0")
         check(self.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0")
         check(self.best_metric.startswith("eval_"), "train.best_metric", "must name an evaluation metric (eval_...)")
 

@@ -39,6 +39,7 @@ from .device import autocast, pick_device, pick_precision, to_device
 from .distributed import (all_reduce_sum, any_rank, broadcast_object, full_copy, init_distributed,
                           shard_model)
 from .evaluation import evaluate
+from .loader import epoch_batches
 from .metrics import MetricsFile, truncate_metrics
 from .optim import clip_grad_norm, lr_factor, make_optimizer
 from .task import Task
@@ -56,7 +57,8 @@ class TrainState:
     best_step: int = 0
     evals_without_improvement: int = 0
     bad_steps_total: int = 0
-    world_size: int = 1  # ranks that wrote the checkpoint (the global batch depends on it)
+    world_size: int = 1  # ranks that wrote the checkpoint
+    global_batch: int = 0  # train.batch_size x ranks: the data order depends on it
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -111,12 +113,12 @@ class GracefulExit:
             signal.signal(sig, old)
 
 
-def batches_forever(task: Task, state: TrainState):
+def batches_forever(task: Task, state: TrainState, workers: int = 0, pin_memory: bool = False):
     """Yield (epoch, index, batch) from the saved position on, across epochs."""
     epoch, start = state.epoch, state.batch_in_epoch
     while True:
         got = False
-        for i, batch in enumerate(task.train_batches(epoch, start), start=start):
+        for i, batch in enumerate(epoch_batches(task, epoch, start, workers, pin_memory), start=start):
             got = True
             yield epoch, i, batch
         if not got and start == 0:
@@ -160,6 +162,8 @@ class Trainer:
         self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, groups)
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.state = self._restore() if self.resume else TrainState()
+        self.state.world_size = self.dist.world_size
+        self.state.global_batch = self._global_batch()
         self.train_model = self._wrap_model()
         self._plan()
         self.loggers = build_loggers(cfg, self.out_dir, enabled=self.main)
@@ -190,16 +194,32 @@ class Trainer:
         else:
             saved = ckpt_io.load_checkpoint(found, self.model, self.optimizer, self.scaler, sharded=self.dist.fsdp)
             state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
+            self._check_elastic(state)
             self.log(f"resumed from {found.name} (step {state.step}, epoch {state.epoch}, "
                      f"batch {state.batch_in_epoch})")
-            if state.world_size != self.dist.world_size:
-                self.log(f"warning: the checkpoint was written by {state.world_size} rank(s), this run has "
-                         f"{self.dist.world_size}: the global batch (batch_size x ranks), hence the data order "
-                         "of the current epoch, changes; the resumed run is not the one that was stopped")
-        state.world_size = self.dist.world_size
         if self.main:
             truncate_metrics(self.out_dir / METRICS_FILE, state.step)
         return state
+
+    def _global_batch(self) -> int:
+        """Rows of one step over all ranks (the task's per-rank batch size, else train.batch_size)."""
+        return getattr(self.task, "batch_size", self.cfg.batch_size) * self.dist.world_size
+
+    def _check_elastic(self, state: TrainState) -> None:
+        """Resuming on another number of ranks continues the same sample order (and masks) if the
+        global batch is the same; otherwise the order would silently change, so refuse."""
+        W = self.dist.world_size
+        b = self._global_batch() // W
+        saved = state.global_batch or state.world_size * b  # (older checkpoints: assume the same batch_size)
+        if saved != b * W:
+            raise MlmkitError(f"the checkpoint was trained with a global batch of {saved} ({state.world_size} "
+                              f"rank(s)); this run's is {b * W} ({W} x train.batch_size {b}): the data order "
+                              f"would change; resume with train.batch_size={saved // W}" if saved % W == 0 else
+                              f"the checkpoint was trained with a global batch of {saved}, which {W} ranks "
+                              "cannot split evenly: resume on a number of ranks that divides it")
+        if state.world_size != W:
+            self.log(f"elastic resume: {state.world_size} -> {W} rank(s), the same global batch of {saved}: "
+                     "the same order of samples continues")
 
     def _pick_checkpoint(self) -> Path | None:
         """The newest checkpoint that verifies, chosen by rank 0 and sent to all ranks (so they
@@ -248,7 +268,8 @@ class Trainer:
     # ------------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
         self.setup()
-        self.stream = batches_forever(self.task, self.state)
+        self.stream = batches_forever(self.task, self.state, self.cfg.data_workers,
+                                      pin_memory=self.device.type == "cuda")
         self.t_start = time.perf_counter()
         self.window = _Window()
         self.consecutive_bad = 0

@@ -61,9 +61,9 @@ class Task(Protocol):
     def num_batches(self, epoch: int) -> int | None:
         """Batches in one epoch (None for an endless stream)."""
 
-    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        """Batches of `epoch` from batch number `start` on; must reach `start` without reading
-        the skipped data (O(1) resume)."""
+    def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
+        """Batches start, start + stride, ... of `epoch`; must reach `start` without reading the
+        skipped data (O(1) resume). `stride` (optional) lets DataLoader workers share an epoch."""
 
     def eval_batches(self) -> Iterator[Batch]:
         """Validation batches with a fixed, seeded mask (same every call)."""

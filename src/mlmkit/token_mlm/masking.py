@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..engine.draws import uniforms
+
 IGNORE_INDEX = -100
 
 
@@ -101,11 +103,18 @@ class TokenMasker:
         attention_mask: torch.Tensor | None = None,
         word_ids: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
+        keys: torch.Tensor | None = None,
     ) -> MaskedBatch:
+        """Mask a batch. The draws come from `keys` (one per row, `engine.draws.example_keys`:
+        each row's mask then depends on that row alone, wherever it is collated) or, without
+        keys, from `generator` over the whole batch."""
         eligible = self.eligible(input_ids, attention_mask)
         # One uniform draw u per token (per word) decides both things: selected iff u < rate, and
         # given that, u / rate is again uniform on [0, 1) and picks [MASK] / random / unchanged.
-        u = torch.rand(input_ids.shape, generator=generator)
+        if keys is not None:
+            u = uniforms(keys, 1, input_ids.shape[1])
+        else:
+            u = torch.rand(input_ids.shape, generator=generator)
         if self.whole_word:
             if word_ids is None:
                 raise ValueError("whole-word masking needs word ids")
@@ -121,7 +130,11 @@ class TokenMasker:
         corrupted = input_ids.masked_fill(to_mask, self.mask_token_id)
         n_random = int(to_random.sum())
         if n_random:
-            pick = torch.randint(len(self.random_candidates), (n_random,), generator=generator)
+            n = len(self.random_candidates)
+            if keys is not None:  # a second stream of the same rows: the replacement token
+                pick = (uniforms(keys, 2, input_ids.shape[1])[to_random] * n).long().clamp_(max=n - 1)
+            else:
+                pick = torch.randint(n, (n_random,), generator=generator)
             corrupted[to_random] = self.random_candidates[pick].to(input_ids.dtype)
         positions = selected.view(-1).nonzero().squeeze(1)
         targets = input_ids.view(-1)[positions]

@@ -1,15 +1,16 @@
 """Token-level MLM as a `Task`: sequences -> padded, masked batches -> sparse loss.
 
 Batch `i` of epoch `e` is a pure function of (seed, e, i): the epoch's order comes from a
-generator seeded with (seed, e), and the mask from one seeded with (seed, e, i). Resume is then
-just "start the plan at batch i": no data is re-read, and the result is bit-identical.
+generator seeded with (seed, e), and each row's mask from counter-based draws keyed by
+(seed, e, i, example) (`engine/draws.py`). Resume is then just "start the plan at batch i": no
+data is re-read, and the result is bit-identical.
 
 Data parallelism: `batch_size` is per rank. Every rank computes the same *global* plan of
-batches of `batch_size * world_size` rows, masks global batch `i` (same seed on every rank), and
-keeps its own contiguous slice of rows. So the union over ranks of step `i` is exactly the batch
-one process with `batch_size * world_size` would train on, with the same mask: a row's mask does
-not depend on which rank holds it. (The cost: each rank pads and masks the global batch, not just
-its slice -- a few milliseconds of CPU work for in-memory token sequences, far below a step.)
+batches of `batch_size * world_size` rows and pads and masks only its own contiguous slice of
+each. A row's mask does not depend on which rank holds it, nor on the other rows, so the union
+over ranks of step `i` is exactly the batch one process with `batch_size * world_size` trains
+on -- and a run resumed on another number of ranks with the same global batch continues the same
+order with the same masks.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch.nn import functional as F
 
 from ..data.records import iter_records
 from ..engine.distributed import barrier, init_distributed, unwrap
+from ..engine.draws import EVAL_KEY, example_keys
 from ..engine.task import Batch, LossOutput, TaskBase
 from ..errors import ConfigError, MlmkitError
 from ..util import mix_seed, stable_hash
@@ -36,7 +38,6 @@ from .masking import TokenMasker
 from .model import SparseMLM, build_model, load_model
 from .tokenizers import load_tokenizer, train_tokenizer
 
-EVAL_MASK_SEED = 1234  # fixed for every run, so validation numbers are comparable across runs
 
 
 class TokenMLMTask(TaskBase):
@@ -79,7 +80,7 @@ class TokenMLMTask(TaskBase):
     def _plan(self, epoch: int) -> list[np.ndarray]:
         """The global batches (arrays of example indices, `batch_size * world_size` rows) of
         `epoch`: the same on every rank, and the same as one process with the global batch size.
-        Each rank trains on its slice of every batch (`_rows_of_rank`), so every example is seen
+        Each rank trains on its slice of every batch (`rows_of_rank`), so every example is seen
         once per epoch across ranks.
         """
         if epoch in self._plans:
@@ -124,33 +125,27 @@ class TokenMLMTask(TaskBase):
         return (torch.from_numpy(ids), torch.from_numpy(att),
                 None if words is None else torch.from_numpy(words))
 
-    def collate(self, seqs: Sequences, indices, generator: torch.Generator) -> Batch:
+    def collate(self, seqs: Sequences, indices, keys: torch.Tensor) -> Batch:
+        """Pad and mask the sequences `indices`; `keys` (one per row) decide the masks."""
         ids, att, words = self._pad(seqs, indices)
-        masked = self.masker(ids, att, words, generator=generator)
+        masked = self.masker(ids, att, words, keys=keys)
         return {"input_ids": masked.input_ids, "attention_mask": att,
                 "positions": masked.positions, "targets": masked.targets}
 
-    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        plan = self._plan(epoch)
-        for i in range(start, len(plan)):
-            # Seeded by the global batch, not the rank: every rank draws the same mask for it.
-            g = torch.Generator().manual_seed(mix_seed(self.seed, epoch, i))
-            batch = self.collate(self.train, plan[i], g)
-            yield batch if self.world_size == 1 else self._rows_of_rank(batch)
+    def rows_of_rank(self, batch_rows: np.ndarray) -> np.ndarray:
+        """This rank's contiguous share of a global batch's rows (an even split)."""
+        bounds = np.linspace(0, len(batch_rows), self.world_size + 1).round().astype(int)
+        return batch_rows[bounds[self.rank]: bounds[self.rank + 1]]
 
-    def _rows_of_rank(self, batch: Batch) -> Batch:
-        """This rank's contiguous slice of a masked global batch, trimmed to its own longest row;
-        the flat `positions` are re-based onto the smaller grid (their order is kept)."""
-        n_rows, width = batch["input_ids"].shape
-        bounds = np.linspace(0, n_rows, self.world_size + 1).round().astype(int)  # even split
-        lo, hi = int(bounds[self.rank]), int(bounds[self.rank + 1])
-        att = batch["attention_mask"][lo:hi]
-        w = max(int(att.sum(1).max()), 1)
-        pos = batch["positions"]
-        row, col = pos // width, pos % width
-        keep = (row >= lo) & (row < hi)
-        return {"input_ids": batch["input_ids"][lo:hi, :w].contiguous(), "attention_mask": att[:, :w].contiguous(),
-                "positions": (row[keep] - lo) * w + col[keep], "targets": batch["targets"][keep]}
+    def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
+        plan = self._plan(epoch)
+        for i in range(start, len(plan), stride):
+            # Each rank pads and masks only its rows; a row's mask is keyed by (seed, epoch,
+            # batch, example), never by the rank or the batch's shape, so the ranks together
+            # train on exactly what one process with the global batch trains on.
+            rows = self.rows_of_rank(plan[i])
+            keys = example_keys(mix_seed(self.seed, epoch, i), torch.from_numpy(rows.astype(np.int64)))
+            yield self.collate(self.train, rows, keys)
 
     # ------------------------------------------------------------------ evaluation
     def eval_tensors(self):
@@ -159,8 +154,8 @@ class TokenMLMTask(TaskBase):
         if self._eval_cache is None:
             order = np.argsort(self.validation.lengths(), kind="stable")
             ids, att, words = self._pad(self.validation, order)
-            g = torch.Generator().manual_seed(EVAL_MASK_SEED)
-            masked = self.masker(ids, att, words, generator=g)
+            keys = example_keys(EVAL_KEY, torch.from_numpy(order.astype(np.int64)))
+            masked = self.masker(ids, att, words, keys=keys)
             selected = torch.zeros(ids.numel(), dtype=torch.bool)
             selected[masked.positions] = True
             self._eval_cache = (ids, masked.input_ids, att, selected.view_as(ids))
