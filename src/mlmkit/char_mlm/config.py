@@ -59,7 +59,7 @@ class CharModelConfig(ModelSection):
     head_ngram_max: int = 6  # longest n-gram of the head's memory (orders 1..head_ngram_max, each side)
     head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
-    sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under DDP/FSDP)
+    sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
 
     def __post_init__(self):

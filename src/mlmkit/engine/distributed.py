@@ -137,3 +137,30 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
             module = module.module
         else:
             return module
+
+
+def sync_sparse_grads(params: list[torch.nn.Parameter], dist_info: Dist) -> None:
+    """Average the sparse gradients of `params` over the ranks by exchanging only the rows each
+    rank touched (DDP would all-reduce every row of every table, dense). Every rank ends with the
+    same coalesced sparse gradient: the sum over ranks divided by their number, as DDP averages."""
+    import torch.distributed as dist
+
+    W = dist_info.world_size
+    for p in params:
+        g = p.grad.coalesce() if p.grad is not None else torch.sparse_coo_tensor(
+            torch.zeros((1, 0), dtype=torch.long, device=p.device), p.new_zeros((0, *p.shape[1:])), p.shape,
+            check_invariants=False)
+        idx, val = g.indices()[0], g.values()
+        n = torch.tensor([idx.numel()], device=p.device)
+        sizes = [torch.zeros_like(n) for _ in range(W)]
+        dist.all_gather(sizes, n)
+        most = int(max(int(x) for x in sizes))
+        pad_idx = torch.zeros(most, dtype=idx.dtype, device=p.device)
+        pad_val = val.new_zeros((most, *val.shape[1:]))
+        pad_idx[: idx.numel()], pad_val[: idx.numel()] = idx, val
+        all_idx, all_val = [torch.empty_like(pad_idx) for _ in range(W)], [torch.empty_like(pad_val) for _ in range(W)]
+        dist.all_gather(all_idx, pad_idx)
+        dist.all_gather(all_val, pad_val)
+        idx = torch.cat([a[: int(k)] for a, k in zip(all_idx, sizes)])
+        val = torch.cat([a[: int(k)] for a, k in zip(all_val, sizes)])
+        p.grad = torch.sparse_coo_tensor(idx[None], val, p.shape, check_invariants=False).coalesce() / W

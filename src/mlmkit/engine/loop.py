@@ -37,11 +37,11 @@ from . import checkpoint as ckpt_io
 from .config import OptimConfig, TrainConfig
 from .device import autocast, pick_device, pick_precision, to_device
 from .distributed import (all_reduce_sum, any_rank, broadcast_object, full_copy, init_distributed,
-                          shard_model)
+                          shard_model, sync_sparse_grads)
 from .evaluation import evaluate
 from .loader import epoch_batches
 from .metrics import MetricsFile, truncate_metrics
-from .optim import clip_grad_norm, lr_factor, make_optimizer
+from .optim import clip_grad_norm, drop_zero_rows, lr_factor, make_optimizer, sparse_parameters
 from .task import Task
 
 
@@ -160,6 +160,7 @@ class Trainer:
         self.model = self._place_model()
         groups = getattr(self.task, "param_groups", lambda m: [])(self.model)
         self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, groups)
+        self.sparse_params = [p for p in self.model.parameters() if id(p) in sparse_parameters(self.model)]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.state = self._restore() if self.resume else TrainState()
         self.state.world_size = self.dist.world_size
@@ -179,11 +180,20 @@ class Trainer:
 
             self.skeleton = copy.deepcopy(model).to("meta") if self.main else None
             shard_model(model, self.device, self.dist)  # before the optimiser: it must see the shards
-        sparse_tables = [m for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
-        if self.dist.enabled and sparse_tables:
-            for table in sparse_tables:  # DDP/FSDP reduce dense gradients
+        self.sparse_synced: list = []  # DDP: sparse tables whose touched rows the loop exchanges itself
+        tables = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.Embedding) and m.sparse]
+        if self.dist.fsdp and tables:
+            for _, table in tables:  # FSDP shards and reduces dense gradients
                 table.sparse = False
-            self._log("distributed run: the sparse-gradient embedding tables use dense gradients and AdamW")
+            self._log("FSDP: the sparse-gradient embedding tables use dense gradients and AdamW")
+        elif self.dist.enabled and tables:
+            # DDP would all-reduce every row of these tables, dense, each step (42M parameters in
+            # domains-tiny, of which a step touches a few thousand rows): leave them to the loop,
+            # which exchanges only the touched rows (`sync_sparse_grads`).
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            DDP._set_params_and_buffers_to_ignore_for_model(model, [f"{n}.weight" for n, _ in tables])
+            self.sparse_synced = [m.weight for _, m in tables]
         return model
 
     def _restore(self) -> TrainState:
@@ -331,6 +341,10 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         for j, batch in enumerate(micro):
             self._micro_batch(to_device(batch, self.device), denom, last=j == len(micro) - 1, result=result)
+        if self.sparse_synced:
+            sync_sparse_grads(self.sparse_synced, self.dist)
+        if self.sparse_params:
+            drop_zero_rows(self.sparse_params)
         if not self._finite(result.loss_sum):
             self._skip_bad_step(result.loss_sum)
             return False

@@ -91,6 +91,20 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, device: torch.devic
     return SplitOptimizer(dense, lazy)
 
 
+def drop_zero_rows(parameters) -> None:
+    """Keep in each sparse gradient only the rows with a non-zero gradient. A looked-up row whose
+    gradient is exactly zero (e.g. a padded step of a span, which the loss ignores) would still
+    move under SparseAdam (its moments decay and it steps), and which rows those are depends on
+    the batch's padding -- so a rank's shard of a batch would update other rows than the batch."""
+    for p in parameters:
+        g = p.grad
+        if g is not None and g.is_sparse:
+            g = g.coalesce()
+            keep = g.values().reshape(g.values().shape[0], -1).abs().sum(1) != 0
+            p.grad = torch.sparse_coo_tensor(g.indices()[:, keep], g.values()[keep], g.shape,
+                                             check_invariants=False).coalesce()
+
+
 def clip_grad_norm(parameters, max_norm: float):
     """`torch.nn.utils.clip_grad_norm_` that also takes sparse gradients (it cannot: no sparse
     vector norm). Sparse gradients are coalesced in place first, so a row looked up several times
