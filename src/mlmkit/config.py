@@ -16,6 +16,7 @@ thing).
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -195,9 +196,12 @@ def _to_float(value: Any, key: str) -> float:
     if isinstance(value, bool):
         raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"config key '{key}': expected a number, got {value!r}") from None
+    if not math.isfinite(number):  # e.g. optim.weight_decay=nan: every weight would become NaN
+        raise ConfigError(f"config key '{key}': expected a finite number, got {value!r}")
+    return number
 
 
 def _to_str(value: Any, key: str) -> str:

@@ -312,8 +312,9 @@ def test_sparse_ngram_tables_train_and_resume_exactly(tmp_path, domains_file):
         torch.manual_seed(0)
         cfg = TrainConfig(output_dir=str(out), max_steps=6, log_every=1, eval_every=100, save_every=3,
                           progress=False, seed=3)
-        train(_task(domains_file, model_kw=kw), cfg, OptimConfig(lr=3e-3),
-              resume=resume, log=lambda s: None)
+        logs = []
+        train(_task(domains_file, model_kw=kw), cfg, OptimConfig(lr=3e-3), resume=resume, log=logs.append)
+        assert not resume or "resumed from step-00000003 (step 3, epoch 0, batch 3)" in logs
         return {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl")) if "loss" in r}
 
     task = _task(domains_file, model_kw=kw)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import io
+import re
 import json
 import os
 import signal
@@ -139,6 +140,9 @@ def test_kill_9_then_resume_reproduces_every_later_loss_bit_exactly(chain):
     assert chain["a_was_running"] and chain["a_rc"] == -signal.SIGKILL
     assert 4 <= chain["a_last_step"] < MAX_STEPS - 3
     assert "reusing this run's tokenizer" in chain["c_err"]  # not a retrained, renumbered one
+    # B really resumed (a rerun from scratch would log the same losses): from A's newest checkpoint
+    resumed = re.search(r"resumed from step-(\d+) \(step (\d+)", chain["b_err"])
+    assert resumed and int(resumed.group(1)) >= 4 and int(resumed.group(2)) == int(resumed.group(1))
     got, ref = _losses(chain["run"]), _losses(chain["ref"])
     # One record per step (what A logged after its last checkpoint was dropped at resume) ...
     assert [s for s, _ in got] == list(range(1, MAX_STEPS + 1))

@@ -69,8 +69,10 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(tmp_path, tiny_tokenize
     lines = [l for l in open(cut / "metrics.jsonl") if json.loads(l).get("step", 0) <= 4]
     (cut / "metrics.jsonl").write_text("".join(lines))
     shutil.rmtree(cut / "model")
+    logs = []
     train(_task(tiny_tokenizer, english_texts, fresh(), mode), _cfg(cut), OptimConfig(lr=2e-3), resume=True,
-          log=lambda s: None)
+          log=logs.append)
+    assert "resumed from step-00000004 (step 4, epoch 0, batch 4)" in logs  # not a rerun from scratch
     a, b = _losses(full), _losses(cut)
     assert [a[s] for s in range(5, 9)] == [b[s] for s in range(5, 9)]  # bit-exact
 
@@ -138,3 +140,61 @@ def test_data_workers_give_the_same_run(tmp_path, tiny_tokenizer, english_texts)
         return _losses(out)
 
     assert run(tmp_path / "w0", 0) == run(tmp_path / "w2", 2)
+
+
+class _NanGrad(torch.autograd.Function):
+    """Identity forward, NaN backward: a finite loss whose gradients are not."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+class _NanGradTask(_NaNTask):
+    def forward(self, model, batch):
+        out = self.inner.forward(model, batch)
+        return LossOutput(_NanGrad.apply(out.loss), out.n_targets, out.loss_sum, out.n_correct, out.n_tokens)
+
+
+def test_nan_gradients_with_a_finite_loss_never_reach_the_weights(tmp_path, tiny_tokenizer, english_texts, tiny_bert):
+    before = {k: v.clone() for k, v in tiny_bert.state_dict().items()}
+    logs = []
+    with pytest.raises(MlmkitError, match="2 consecutive NaN/inf steps"):
+        train(_NanGradTask(_task(tiny_tokenizer, english_texts, tiny_bert)), _cfg(tmp_path, max_bad_steps=2),
+              OptimConfig(), log=logs.append)
+    assert sum("gradient norm is nan" in l for l in logs) == 2
+    for k, v in tiny_bert.state_dict().items():
+        assert torch.equal(v, before[k])
+    events = [json.loads(l) for l in open(tmp_path / "metrics.jsonl") if "event" in l]
+    assert [e["event"] for e in events] == ["nonfinite_step_skipped"] * 2
+
+
+def test_non_finite_weights_are_never_saved(tmp_path, tiny_tokenizer, english_texts, tiny_bert, monkeypatch):
+    task = _task(tiny_tokenizer, english_texts, tiny_bert)
+    real_step = torch.optim.AdamW.step
+
+    def poisoned(self, *a, **k):  # the update itself goes wrong at the third step
+        out = real_step(self, *a, **k)
+        if self.state and max(s["step"] for s in self.state.values()) >= 3:
+            next(iter(self.param_groups))["params"][0].data.fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned)
+    with pytest.raises(MlmkitError, match="weights at step 3 are not finite: not saved"):
+        train(task, _cfg(tmp_path, save_every=2), OptimConfig(), log=lambda s: None)
+    assert [c.name for c in ckpt_io.list_checkpoints(tmp_path / "checkpoints")] == ["step-00000002"]
+
+
+def test_non_finite_numbers_are_refused_by_the_config():
+    from mlmkit.errors import ConfigError
+    from mlmkit.families import build_config
+
+    from mlmkit.config import parse_override
+
+    for bad in ("nan", ".inf", "-.inf"):  # as `--set optim.weight_decay=nan` gives them (YAML)
+        with pytest.raises(ConfigError, match="optim.weight_decay': expected a finite number"):
+            build_config(parse_override(f"optim.weight_decay={bad}"))

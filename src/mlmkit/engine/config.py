@@ -60,7 +60,7 @@ class TrainConfig:
     # for losses and perplexities, higher for everything else (accuracy, F1).
     best_metric: str = "eval_loss"
     restore_best: bool = False  # keep the best evaluation's weights (checkpoints/best) and end on them
-    max_bad_steps: int = 10  # consecutive NaN/inf losses before stopping
+    max_bad_steps: int = 10  # consecutive NaN/inf steps (loss or gradient norm) before stopping
     progress: bool = True
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default (all cores)
     # Experiment logging (report/loggers.py): metrics.jsonl is always written; add "tensorboard"

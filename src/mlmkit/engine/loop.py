@@ -346,7 +346,12 @@ class Trainer:
         if self.sparse_params:
             drop_zero_rows(self.sparse_params)
         if not self._finite(result.loss_sum):
-            self._skip_bad_step(result.loss_sum)
+            self._skip_bad_step(f"loss is {result.loss_sum}")
+            return False
+        norm = self._unscale_and_clip()
+        # With fp16 the grad scaler skips steps with inf gradients itself (and lowers its scale).
+        if self.scaler is None and not self._finite(norm):
+            self._skip_bad_step(f"gradient norm is {norm}")
             return False
         self.consecutive_bad = 0
         self._optimizer_step()
@@ -399,24 +404,28 @@ class Trainer:
             finite = all_reduce_sum([0.0 if finite else 1.0], self.device, self.dist)[0] == 0
         return finite
 
-    def _skip_bad_step(self, loss_sum: float) -> None:
+    def _skip_bad_step(self, what: str) -> None:
+        """A NaN/inf loss or gradient norm: the step is skipped (nothing reaches the weights)."""
         state = self.state
         self.optimizer.zero_grad(set_to_none=True)
         self.consecutive_bad += 1
         state.bad_steps_total += 1
-        self.log(f"step {state.step + 1}: loss is {loss_sum} (NaN/inf); step skipped "
+        self.log(f"step {state.step + 1}: {what} (NaN/inf); step skipped "
                  f"({self.consecutive_bad} in a row, {state.bad_steps_total} in total)")
-        self.metrics.write({"step": state.step + 1, "event": "nonfinite_loss_skipped"})
+        self.metrics.write({"step": state.step + 1, "event": "nonfinite_step_skipped"})
         if self.consecutive_bad >= self.cfg.max_bad_steps:
             self._save()
-            raise MlmkitError(f"stopped after {self.consecutive_bad} consecutive NaN/inf losses at step "
+            raise MlmkitError(f"stopped after {self.consecutive_bad} consecutive NaN/inf steps at step "
                               f"{state.step}; checkpoint saved in {self.ckpt_dir} (try a lower optim.lr)")
 
-    def _optimizer_step(self) -> None:
+    def _unscale_and_clip(self) -> float:
+        """The gradients' total norm (all ranks), after clipping to optim.grad_clip if set."""
         if self.scaler is not None:
             self.scaler.unscale_(self.optimizer)
-        if self.optim_cfg.grad_clip and self.optim_cfg.grad_clip > 0:
-            clip_grad_norm(self.model.parameters(), self.optim_cfg.grad_clip)
+        clip = self.optim_cfg.grad_clip if self.optim_cfg.grad_clip and self.optim_cfg.grad_clip > 0 else math.inf
+        return float(clip_grad_norm(self.model.parameters(), clip))
+
+    def _optimizer_step(self) -> None:
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -516,6 +525,10 @@ class Trainer:
     def _save(self) -> None:
         if self.saved_step == self.state.step:  # e.g. a periodic save of this very step
             return
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in self.model.parameters())
+        if not self._finite(0.0 if finite else math.nan):  # (all ranks: each checks its shards)
+            raise MlmkitError(f"the weights at step {self.state.step} are not finite: not saved; the newest "
+                              f"checkpoint in {self.ckpt_dir} is from before (try a lower optim.lr)")
         # Collective under DDP/FSDP (every rank calls it; rank 0 writes); a write error is
         # raised on every rank as one MlmkitError.
         ckpt_io.save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizer, self.scaler,
