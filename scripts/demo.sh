@@ -8,7 +8,7 @@ BIN=${1:-.venv/bin}
 OUT=${2:-runs/demo}
 MINUTES=${DEMO_MINUTES:-4}
 if [ "${DEMO:-char}" = "token" ]; then
-  "$BIN/mlmkit" train --preset scratch-tiny --max-minutes "$MINUTES" --output "$OUT" \
+  "$BIN/mlmkit" train --preset scratch-tiny --max-minutes "$MINUTES" --output "$OUT" --overwrite \
     --set train.eval_every=250 --set train.save_every=1000 --set train.threads=1
   echo
   echo "== fill-mask with $OUT/model"
@@ -18,7 +18,7 @@ if [ "${DEMO:-char}" = "token" ]; then
     "and the lord spake unto [MASK], saying,"
   exit 0
 fi
-"$BIN/mlmkit" train --preset domains-tiny --max-minutes "$MINUTES" --output "$OUT" \
+"$BIN/mlmkit" train --preset domains-tiny --max-minutes "$MINUTES" --output "$OUT" --overwrite \
   --set train.save_every=2000
 echo
 echo "== held-out evaluation"

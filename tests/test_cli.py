@@ -126,3 +126,27 @@ def test_the_same_command_twice_gives_the_same_run(capsys, monkeypatch, tmp_path
         losses.append([json.loads(l).get("loss") for l in open(tmp_path / run / "metrics.jsonl")])
     assert losses[0] == losses[1] and len(losses[0]) == 5
     assert len(list((cache / "tokenizers").iterdir())) == 1 and len(list((cache / "prepared").iterdir())) == 1
+
+
+def test_run_folders_are_never_trained_over_and_resume_keeps_the_run(capsys, monkeypatch, tmp_path, tiny_args,
+                                                                      english_texts):
+    data = tmp_path / "corpus.txt"
+    data.write_text("\n".join(english_texts[:800]))
+    base = ["train", "--preset", "scratch-tiny", "--data", str(data), *tiny_args, "--set", "train.max_minutes=null",
+            "--set", "train.save_every=2"]
+    code, _, err = run_cli(base + ["--max-steps", "2"], capsys, monkeypatch)
+    assert code == 0, err
+    metrics = (tmp_path / "run" / "metrics.jsonl").read_text()
+    code, _, err = run_cli(base + ["--max-steps", "2"], capsys, monkeypatch)  # the same folder again
+    _one_line_error(code, err, "already holds a run", "--resume", "--overwrite")
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == metrics  # untouched
+    # a resume may run longer, but not change what it learns
+    code, _, err = run_cli(base + ["--max-steps", "4", "--resume", "--set", "optim.lr=0.5"], capsys, monkeypatch)
+    _one_line_error(code, err, "--resume: the config differs from the run's in optim.lr (0.001 -> 0.5)")
+    code, _, err = run_cli(["train", "-o", str(tmp_path / "run"), "--resume", "--max-steps", "4"], capsys, monkeypatch)
+    assert code == 0 and "resumed from step-00000002" in err, err  # the run's own config, longer
+    code, _, err = run_cli(base + ["--max-steps", "2", "--overwrite"], capsys, monkeypatch)
+    assert code == 0, err
+    assert max(json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")) == 2
+    code, _, err = run_cli(base + ["--max-steps", "2", "--resume", "-o", str(tmp_path / "typo")], capsys, monkeypatch)
+    _one_line_error(code, err, "cannot resume", "holds no checkpoint")

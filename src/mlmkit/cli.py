@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 from typing import List, Optional
 
 import typer
@@ -61,34 +62,93 @@ def train(
     output: Optional[str] = OUTPUT, init_from: Optional[str] = INIT_FROM,
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in the run folder."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the newest good checkpoint in the run folder."),
+    auto_resume: bool = typer.Option(False, "--auto-resume",
+                                     help="Continue if the run folder has a checkpoint, else start (job schedulers)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start the run folder's run again (clears it)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code"),
     strategy: Optional[str] = typer.Option(None, "--strategy",
                                            help="Under torchrun: ddp (default) or fsdp (train.strategy)."),
 ):
     """Pre-train (from scratch or continued) and save a Hugging Face model folder."""
-    from pathlib import Path
-
     from .config import save_config
     from .engine.loop import train as run_training
     from .families import build_task
 
-    cfg = _run_config(preset, config, sets, {
-        "data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
-        "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
-        "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy})
-    out = Path(cfg.train.output_dir)
+    flags = {"data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
+             "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
+             "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy}
+    cfg = _run_config(preset, config, sets, flags)
+    resume_mode = "auto" if auto_resume else resume
+    if resume_mode:
+        cfg = _resume_config(cfg, preset, config, sets, flags)
     rank0 = int(os.environ.get("RANK", 0)) == 0
     log = _echo if rank0 else (lambda s: None)
     if rank0:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    task = build_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=resume)
-    summary = run_training(task, cfg.train, cfg.optim, resume=resume, log=log)
+        _claim_run_folder(Path(cfg.train.output_dir), resume=bool(resume_mode), overwrite=overwrite)
+        save_config(cfg, Path(cfg.train.output_dir) / "config.yaml")
+    task = build_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=bool(resume_mode))
+    summary = run_training(task, cfg.train, cfg.optim, resume=resume_mode, log=log)
     if rank0:
         typer.echo(json.dumps(summary, indent=2))
         if "model_dir" in summary:  # absent when a signal stopped the run before the end
             _echo(f"model saved to {summary['model_dir']}")
+
+
+def _resume_config(cfg, preset, config, sets, flags):
+    """A resumed run's config: its saved config.yaml (with --set and the command's flags on top when
+    no --preset / --config is given); a change to a key that decides what the model learns or in what
+    order is refused."""
+    from .config import to_dict
+    from .runs import changed_on_resume, read_run_config
+
+    run = Path(cfg.train.output_dir)
+    saved = read_run_config(run)
+    if not saved:
+        return cfg
+    if not preset and not config:
+        cfg = _saved_plus(saved, sets, flags)
+    changed = changed_on_resume(saved, to_dict(cfg))
+    if changed:
+        shown = ", ".join(f"{k} ({_get(saved, k)!r} -> {_get(to_dict(cfg), k)!r})" for k in changed[:4])
+        raise MlmkitError(f"--resume: the config differs from the run's in {shown}"
+                          f"{' and more' if len(changed) > 4 else ''}: it would not continue the same run "
+                          "(start a new run, or keep these keys)")
+    return cfg
+
+
+def _saved_plus(saved: dict, sets, flags: dict):
+    from .config import deep_merge, parse_override
+    from .families import build_config
+
+    raw = dict(saved)
+    for item in sets or []:
+        raw = deep_merge(raw, parse_override(item))
+    for dotted, value in flags.items():
+        if value is not None and value != []:
+            section, key = dotted.split(".")
+            raw = deep_merge(raw, {section: {key: value}})
+    return build_config(raw)
+
+
+def _get(d: dict, dotted: str):
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _claim_run_folder(run: Path, *, resume: bool, overwrite: bool) -> None:
+    """A new run starts in a new or empty folder (or one `--overwrite` clears), never on top of
+    another run's metrics, checkpoints and tokenizer."""
+    from .runs import clear_run, run_in_use
+
+    used = run_in_use(run)
+    if used and overwrite:
+        clear_run(run)
+    elif used and not resume:
+        raise MlmkitError(f"{run} already holds a run ({', '.join(used)}): continue it with --resume, or start it "
+                          "again with --overwrite")
+    run.mkdir(parents=True, exist_ok=True)
 
 
 @app.command()

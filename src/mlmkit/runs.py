@@ -84,3 +84,57 @@ def run_facts(run_dir: Path | None) -> dict[str, Any]:
     return facts
 
 MASKED_LM_SUBDIR = "masked-lm"  # an --encoder-only export keeps the full masked-LM here
+
+
+# What a run leaves in its folder (`--overwrite` removes these, and only these).
+RUN_ARTEFACTS = ("checkpoints", METRICS_FILE, "samples.jsonl", MODEL_DIR, SUMMARY_FILE, CONFIG_FILE, "tokenizer",
+                 "tensorboard", "wandb")
+# Keys a resumed run may change: how long and how it runs, not what it learns from or in what order.
+RESUMABLE = {
+    "train": {"max_steps", "max_minutes", "epochs", "eval_every", "eval_at_start", "log_every", "save_every",
+              "keep_checkpoints", "early_stopping_patience", "max_bad_steps", "progress", "threads", "loggers",
+              "wandb_project", "wandb_mode", "show_samples", "output_dir", "device", "precision", "compile",
+              "strategy", "batch_size", "data_workers", "dist_timeout_minutes", "restore_best", "best_metric"},
+    "data": {"cache_dir", "prepare_workers"},
+}
+
+
+def run_in_use(run_dir: Path) -> list[str]:
+    """The artefacts of an earlier run in `run_dir` ([] for a new or empty folder)."""
+    # (a config.yaml or a tokenizer alone is not a run: `mlmkit prepare` may have left them)
+    return [name for name in RUN_ARTEFACTS if name not in (CONFIG_FILE, "tokenizer") and (Path(run_dir) / name).exists()]
+
+
+def clear_run(run_dir: Path) -> None:
+    import shutil
+
+    for name in RUN_ARTEFACTS:
+        p = Path(run_dir) / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and k != "overrides":
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def changed_on_resume(saved: dict, new: dict) -> list[str]:
+    """Dotted keys whose value differs between a run's saved config and the resumed one, except
+    those a resumed run may change (`RESUMABLE`)."""
+    a, b = _flat(saved), _flat(new)
+    changed = []
+    for key in sorted(set(a) | set(b)):
+        section, _, name = key.partition(".")
+        if name in RESUMABLE.get(section, ()) or a.get(key) == b.get(key):
+            continue
+        changed.append(key)
+    return changed

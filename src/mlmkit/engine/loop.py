@@ -30,6 +30,7 @@ from typing import Any, Callable
 import torch
 
 from ..errors import MlmkitError
+from ..util import one_line
 from ..report.loggers import build_loggers
 from ..report.progress import progress_bar, write as progress_write
 from ..runs import METRICS_FILE, MODEL_DIR, SUMMARY_FILE
@@ -130,7 +131,7 @@ class Trainer:
     """One training run of `task.model`: checkpoints, metrics.jsonl and the final model go to
     `cfg.output_dir`. `train()` below is the one-call form."""
 
-    def __init__(self, task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool = False,
+    def __init__(self, task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool | str = False,
                  save_final: bool = True, log: Callable[[str], None] = print,
                  on_eval: Callable[[dict], None] | None = None):
         self.task, self.cfg, self.optim_cfg = task, cfg, optim_cfg
@@ -197,19 +198,43 @@ class Trainer:
         return model
 
     def _restore(self) -> TrainState:
-        found = self._pick_checkpoint()
-        state = TrainState()
-        if found is None:
-            self.log(f"no checkpoint in {self.ckpt_dir}; starting from scratch")
-        else:
-            saved = ckpt_io.load_checkpoint(found, self.model, self.optimizer, self.scaler, sharded=self.dist.fsdp)
-            state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
-            self._check_elastic(state)
-            self.log(f"resumed from {found.name} (step {state.step}, epoch {state.epoch}, "
-                     f"batch {state.batch_in_epoch})")
+        """The state of the newest checkpoint that verifies *and* loads (any failure while loading
+        falls back to the previous one). None left: an error, and nothing is deleted -- unless
+        resuming is "auto" (resume if there is anything to resume), which starts a new run."""
+        candidates = ckpt_io.iter_valid(self.ckpt_dir, log=self.log) if self.main else iter(())
+        while True:
+            found = broadcast_object(str(next(candidates, "")), self.dist)  # rank 0 picks, all load
+            if not found:
+                return self._nothing_to_resume()
+            error = ""
+            try:
+                saved = ckpt_io.load_checkpoint(Path(found), self.model, self.optimizer, self.scaler,
+                                                sharded=self.dist.fsdp)
+            except Exception as e:  # a file that verified but does not load (wrong shapes, ...)
+                error = f"{type(e).__name__}: {one_line(e)}"
+            if self._finite(math.nan if error else 0.0):  # (all ranks loaded it)
+                break
+            self.log(f"checkpoint {Path(found).name} could not be loaded ({error or 'on another rank'}); "
+                     "falling back to the previous one")
+        state = TrainState(**{k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__})
+        self._check_elastic(state)
+        self.log(f"resumed from {Path(found).name} (step {state.step}, epoch {state.epoch}, "
+                 f"batch {state.batch_in_epoch})")
         if self.main:
             truncate_metrics(self.out_dir / METRICS_FILE, state.step)
         return state
+
+    def _nothing_to_resume(self) -> TrainState:
+        existing = ckpt_io.list_checkpoints(self.ckpt_dir)
+        if self.resume != "auto":
+            why = (f"none of its {len(existing)} checkpoint(s) verifies and loads" if existing
+                   else "it holds no checkpoint")
+            raise MlmkitError(f"cannot resume from {self.ckpt_dir}: {why}; nothing was resumed and nothing "
+                              "deleted (check -o, or start a new run without --resume)")
+        self.log(f"no checkpoint in {self.ckpt_dir}: starting a new run")
+        if self.main:
+            truncate_metrics(self.out_dir / METRICS_FILE, 0)
+        return TrainState()
 
     def _global_batch(self) -> int:
         """Rows of one step over all ranks (the task's per-rank batch size, else train.batch_size)."""
@@ -230,13 +255,6 @@ class Trainer:
         if state.world_size != W:
             self.log(f"elastic resume: {state.world_size} -> {W} rank(s), the same global batch of {saved}: "
                      "the same order of samples continues")
-
-    def _pick_checkpoint(self) -> Path | None:
-        """The newest checkpoint that verifies, chosen by rank 0 and sent to all ranks (so they
-        all load the same one, and the checksums are read once)."""
-        found = ckpt_io.latest_valid(self.ckpt_dir, log=self.log) if self.main else None
-        found = broadcast_object(None if found is None else str(found), self.dist)
-        return None if found is None else Path(found)
 
     def _wrap_model(self) -> torch.nn.Module:
         if self.dist.enabled and getattr(self.task, "world_size", 1) != self.dist.world_size:
@@ -579,8 +597,10 @@ def _eval_line(metrics: dict) -> str:
     return "eval " + " ".join(parts)
 
 
-def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool = False,
+def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool | str = False,
           save_final: bool = True, log: Callable[[str], None] = print,
           on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
-    """Train `task.model`; writes checkpoints, metrics.jsonl and the final model to cfg.output_dir."""
+    """Train `task.model`; writes checkpoints, metrics.jsonl and the final model to cfg.output_dir.
+    `resume`: True continues from the newest good checkpoint (an error if there is none), "auto"
+    continues if there is one and starts a new run otherwise."""
     return Trainer(task, cfg, optim_cfg, resume=resume, save_final=save_final, log=log, on_eval=on_eval).run()
