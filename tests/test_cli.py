@@ -150,3 +150,19 @@ def test_run_folders_are_never_trained_over_and_resume_keeps_the_run(capsys, mon
     assert max(json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")) == 2
     code, _, err = run_cli(base + ["--max-steps", "2", "--resume", "-o", str(tmp_path / "typo")], capsys, monkeypatch)
     _one_line_error(code, err, "cannot resume", "holds no checkpoint")
+
+
+def test_a_corpus_of_one_long_line_still_holds_out_data(capsys, monkeypatch, tmp_path, tiny_args, english_texts):
+    data = tmp_path / "one.txt"
+    data.write_text(" ".join(english_texts[:1500]) + "\n")
+    code, out, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(data), "--max-steps", "2",
+                              "--set", "train.max_minutes=null", *tiny_args], capsys, monkeypatch)
+    assert code == 0, err
+    assert "the last" in err and "sequences are held out instead" in err
+    assert json.loads(out)["eval_targets"] > 0
+
+
+def test_a_missing_model_folder_is_named(capsys, monkeypatch, tmp_path):
+    for cmd in (["predict", "./no/such/run", "a [MASK] b"], ["eval", "./no/such/run", "--data", "x.txt"]):
+        code, _, err = run_cli(cmd, capsys, monkeypatch)
+        _one_line_error(code, err, "no such model or tokenizer folder: ./no/such/run")

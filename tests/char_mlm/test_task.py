@@ -206,6 +206,12 @@ def test_pattern_syntax():
         parse_pattern("google.com")
     with pytest.raises(MlmkitError, match="unknown hole"):
         parse_pattern("goo[x].com")
+    with pytest.raises(MlmkitError, match="has no TLD"):
+        parse_pattern("[MASK]")
+    with pytest.raises(MlmkitError, match=r"4,096 length combinations .*\(at most 512\)"):
+        parse_pattern("[?]-[?]-[?]-[?].com")
+    with pytest.raises(MlmkitError, match="at least 308 characters; the model takes at most 64"):
+        parse_pattern("goo[MASK].com" + "x" * 300, max_length=64)
 
 
 def test_ngram_ids_cover_the_windows_around_each_position():

@@ -273,3 +273,23 @@ def test_what_a_crash_leaves_behind_is_cleaned_up(tmp_path):
     model = torch.nn.Linear(2, 2)
     ckpt_io.save_checkpoint(root, 6, model, torch.optim.SGD(model.parameters(), lr=0.1), None, {"step": 6})
     assert [p.name for p in root.iterdir()] == ["step-00000006"]
+
+
+def test_a_real_write_failure_is_one_line_and_leaves_no_temp_folder(tmp_path, english_texts):
+    """The file-size limit (`ulimit -f`) makes the real writers fail (safetensors' Rust writer
+    raises its own error type, not OSError): one line naming the folder, no temp folder left."""
+    data = tmp_path / "d.txt"
+    data.write_text("\n".join(english_texts[:400]) + "\n")
+    run = tmp_path / "run"
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_FSIZE, (2 << 20, 2 << 20)); "
+            "from mlmkit.cli import main; sys.argv = ['mlmkit'] + sys.argv[1:]; main()")
+    args = ["train", "--preset", "scratch-tiny", "--data", str(data), "-o", str(run), "--max-steps", "4",
+            "--set", "train.max_minutes=null", "--set", "train.save_every=2", "--set", "train.progress=false",
+            "--set", "tokenizer.vocab_size=500", "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, env=_env(), timeout=300)
+    errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert f"could not write checkpoint step 2 to {run / 'checkpoints'}" in errors[0]
+    assert "File too large" in errors[0] and "there is no earlier checkpoint" in errors[0]
+    assert "Traceback" not in proc.stderr
+    assert not [p for p in (run / "checkpoints").iterdir()]  # neither a checkpoint nor a temp folder

@@ -198,3 +198,23 @@ def test_non_finite_numbers_are_refused_by_the_config():
     for bad in ("nan", ".inf", "-.inf"):  # as `--set optim.weight_decay=nan` gives them (YAML)
         with pytest.raises(ConfigError, match="optim.weight_decay': expected a finite number"):
             build_config(parse_override(f"optim.weight_decay={bad}"))
+
+
+def test_early_stopping_ends_on_the_best_weights(tmp_path, tiny_tokenizer, english_texts, tiny_bert):
+    """The loss rises after the first evaluations (a learning rate far too high): early stopping
+    ends `patience` evaluations later, but the saved model is the best evaluation's."""
+    from mlmkit.engine import checkpoint as ckpt_io
+    from transformers import AutoModelForMaskedLM
+
+    task = _task(tiny_tokenizer, english_texts, tiny_bert)
+    summary = train(task, _cfg(tmp_path, max_steps=40, eval_every=2, early_stopping_patience=2), OptimConfig(lr=0.5),
+                    log=lambda s: None)
+    evals = {r["step"]: r["eval_loss"] for r in map(json.loads, open(tmp_path / "metrics.jsonl"))
+             if "eval_loss" in r and not r.get("final")}
+    best = min(evals, key=evals.get)
+    assert summary["stopped"].startswith("early stopping") and summary["best_step"] == best < summary["step"]
+    final = [r for r in map(json.loads, open(tmp_path / "metrics.jsonl")) if r.get("final")][-1]
+    assert final["eval_loss"] == pytest.approx(evals[best], rel=1e-6)  # scored on the best weights
+    saved = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
+    assert (tmp_path / "checkpoints" / ckpt_io.BEST).is_dir()
+    assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), tiny_bert.state_dict().values()))

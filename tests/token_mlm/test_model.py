@@ -148,3 +148,28 @@ def test_trainer_saves_any_encoder_as_its_final_model(tmp_path, tiny_tokenizer, 
     again.load_weights(folder)
     for a, b in zip(again.state_dict().values(), model.state_dict().values()):
         assert torch.equal(a, b)
+
+
+def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, tiny_bert):
+    """A model folder whose weights are a pickle that runs code when loaded: mlmkit refuses it
+    (safetensors only, unless model.allow_pickle) and the code never runs."""
+    import pickle
+
+    from mlmkit.errors import MlmkitError
+    from mlmkit.token_mlm.model import load_model
+
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    folder = tmp_path / "evil"
+    tiny_bert.config.save_pretrained(folder)
+    with open(folder / "pytorch_model.bin", "wb") as f:
+        pickle.dump({"x": Evil()}, f)
+    with pytest.raises(MlmkitError, match="only pickled weights.*model.allow_pickle=true"):
+        load_model(str(folder))
+    assert not marker.exists()
+    with pytest.raises(MlmkitError, match="no such model folder: ./does/not/exist"):
+        load_model("./does/not/exist")

@@ -35,10 +35,15 @@ from .model import CharMLM, bundle_of
 _HOLE = re.compile(r"\[(MASK|mask|\d+|\?)\]")
 
 
-def parse_pattern(pattern: str, max_unknown: int = 8) -> list[tuple[str, list[bool]]]:
+MAX_VARIANTS = 512  # [?] holes multiply: four of them at 8 lengths would be 4,096 beam searches
+
+
+def parse_pattern(pattern: str, max_unknown: int = 8, max_length: Optional[int] = None) -> list[tuple[str, list[bool]]]:
     """Expand a pattern into (text with placeholder chars, is_hole flags) variants.
 
-    `[?]` produces one variant per length 1..max_unknown (the cartesian product for several)."""
+    `[?]` produces one variant per length 1..max_unknown (the cartesian product for several; at
+    most `MAX_VARIANTS`). A pattern must have a dot (a TLD, given or a hole) and, with
+    `max_length` (the model's), fit the model."""
     pattern = pattern.strip()
     parts: list = []  # literal strings, hole lengths, -1 for [?]
     pos = 0
@@ -62,6 +67,17 @@ def parse_pattern(pattern: str, max_unknown: int = 8) -> list[tuple[str, list[bo
         raise MlmkitError(f"pattern {pattern!r}: unknown hole; use [MASK], [n] (e.g. [3]) or [?]")
     if not any(not isinstance(p, str) for p in parts):
         raise MlmkitError(f"pattern {pattern!r} has no hole: use [MASK], [n] or [?]")
+    literal = "".join(p for p in parts if isinstance(p, str))
+    if "." not in literal or (isinstance(parts[-1], str) and parts[-1].endswith(".")):
+        raise MlmkitError(f"pattern {pattern!r} has no TLD: write a domain name, e.g. goo[3].com or goo.[3]")
+    n_variants = max_unknown ** sum(1 for p in parts if p == -1)
+    if n_variants > MAX_VARIANTS:
+        raise MlmkitError(f"pattern {pattern!r} has {n_variants:,} length combinations of its [?] holes "
+                          f"(at most {MAX_VARIANTS}): give some holes a length, e.g. [3]")
+    shortest = sum(len(p) if isinstance(p, str) else max(p, 1) for p in parts)
+    if max_length is not None and shortest > max_length:
+        raise MlmkitError(f"pattern {pattern!r} is at least {shortest} characters; the model takes at most "
+                          f"{max_length} (data.max_length)")
     variants: list[tuple[list, list[int]]] = [([], [])]
     for p in parts:
         if p == -1:
@@ -106,7 +122,7 @@ def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[in
     model = bundle.model
     model.eval()
     alpha = bundle.alphabet
-    variants = parse_pattern(pattern, bundle.masking.max_span)
+    variants = parse_pattern(pattern, bundle.masking.max_span, bundle.data.max_length)
     mk = bundle.masking
     beam = beam or max(2 * k, 5)
     maxlen = bundle.data.max_length

@@ -172,12 +172,14 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(root)
-    except OSError as e:  # disk full, read-only or vanished folder...
+    except Exception as e:  # disk full, file-size limit, read-only or vanished folder...
+        # (OSError from Python's writers; safetensors' Rust writer raises its own SafetensorError)
         if "tmp" in locals() and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        reason = " ".join(str(e.strerror or e).split())  # one line
-        return (f"could not write checkpoint step {step} to {root}: {reason}; "
-                "the previous checkpoint is intact")
+        reason = " ".join(str(getattr(e, "strerror", None) or e).split()) or type(e).__name__  # one line
+        earlier = list_checkpoints(root)
+        kept = f"the previous checkpoint ({earlier[-1].name}) is intact" if earlier else "there is no earlier checkpoint"
+        return f"could not write checkpoint step {step} to {root}: {reason}; {kept}"
     # Rotation only after the new checkpoint is complete, so a failed save never costs the
     # last good one.
     for old in list_checkpoints(root)[:-keep] if keep > 0 else []:

@@ -59,7 +59,7 @@ class TrainConfig:
     # The evaluation metric that decides "best" (early stopping, restore_best): lower is better
     # for losses and perplexities, higher for everything else (accuracy, F1).
     best_metric: str = "eval_loss"
-    restore_best: bool = False  # keep the best evaluation's weights (checkpoints/best) and end on them
+    restore_best: bool = False  # keep the best evaluation's weights (checkpoints/best) and end on them (always with early stopping)
     max_bad_steps: int = 10  # consecutive NaN/inf steps (loss or gradient norm) before stopping
     progress: bool = True
     threads: Optional[int] = None  # torch intra-op threads; None: torch's default (all cores)

@@ -171,6 +171,8 @@ class Trainer:
         self.loggers = build_loggers(cfg, self.out_dir, enabled=self.main)
         self.metrics = MetricsFile(self.out_dir / METRICS_FILE, self.loggers, enabled=self.main)
         self.saved_step = self.state.step if self.resume and self.state.step else -1
+        # Early stopping ends `patience` evaluations past the best: keep the best weights and end on them.
+        self.keep_best = cfg.restore_best or cfg.early_stopping_patience is not None
 
     def _place_model(self) -> torch.nn.Module:
         model = self.task.model.to(self.device)
@@ -480,6 +482,8 @@ class Trainer:
         if first:
             self.metrics.write({**first, "step": 0, "time_s": 0.0})
             self._log(f"step 0: {_eval_line(first)}")
+            self.last_eval = first
+            self._track_best(first)  # training may only make it worse: the start is a candidate
 
     def _evaluate(self) -> bool:
         """Evaluate, log, track the best; True if early stopping ends the run."""
@@ -494,19 +498,25 @@ class Trainer:
             self.on_eval(self.last_eval)
         if self.main:
             progress_write(f"step {state.step}: {_eval_line(self.last_eval)}", file=sys.stderr)
-        if self._improved(self.last_eval.get(self.cfg.best_metric)):
-            state.best_eval, state.best_step = self.last_eval[self.cfg.best_metric], state.step
-            state.evals_without_improvement = 0
-            if self.cfg.restore_best:
-                ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
-                                        sharded=self.dist.fsdp, best=True)
-        else:
+        if not self._track_best(self.last_eval):
             state.evals_without_improvement += 1
         patience = self.cfg.early_stopping_patience
         if patience is not None and state.evals_without_improvement >= patience:
             self.stop_reason = f"early stopping (no improvement in {patience} evaluations)"
             return True
         return False
+
+    def _track_best(self, metrics: dict) -> bool:
+        """Record an evaluation that beats the best so far (and keep its weights when asked)."""
+        state = self.state
+        if not self._improved(metrics.get(self.cfg.best_metric)):
+            return False
+        state.best_eval, state.best_step = metrics[self.cfg.best_metric], state.step
+        state.evals_without_improvement = 0
+        if self.keep_best:
+            ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
+                                    sharded=self.dist.fsdp, best=True)
+        return True
 
     def _improved(self, value: float | None) -> bool:
         if value is None:
@@ -563,7 +573,7 @@ class Trainer:
             self.loggers.close()
             return {"stopped": self.stop_reason, "step": state.step}
         best = self.ckpt_dir / ckpt_io.BEST
-        if self.cfg.restore_best and state.best_step and state.best_step != state.step and best.is_dir():
+        if self.keep_best and state.best_eval is not None and state.best_step != state.step and best.is_dir():
             ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp)
             self._log(f"restored the weights of step {state.best_step} (best {self.cfg.best_metric})")
         final_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
@@ -573,7 +583,7 @@ class Trainer:
         summary = {"stopped": self.stop_reason, "step": state.step, "tokens": state.tokens,
                    "train_seconds": round(state.elapsed, 1), "precision": self.precision,
                    "device": str(self.device), "bad_steps_skipped": state.bad_steps_total, **final_eval}
-        if self.cfg.restore_best:
+        if self.keep_best:
             summary["best_step"] = state.best_step
         if self.save_final:
             final = full_copy(self.skeleton, self.model) if self.dist.fsdp else self.model  # (collective)

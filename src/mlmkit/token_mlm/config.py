@@ -41,6 +41,7 @@ class TokenModelConfig(ModelSection):
     arch: str = "bert"  # any transformers masked-LM model type: bert, roberta, distilbert, modernbert, ...
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
     trust_remote_code: bool = False
+    allow_pickle: bool = False  # load pickled weights (*.bin) of init_from: only for files you trust
     sparse_prediction: bool = True  # vocabulary projection only on masked positions
 
 

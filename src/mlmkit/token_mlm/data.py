@@ -43,6 +43,13 @@ class Sequences:
     def num_tokens(self) -> int:
         return int(self.offsets[-1])
 
+    def tail(self, n: int) -> "Sequences":
+        """The last `n` sequences (copies of the offsets, views of the tokens)."""
+        first = len(self) - min(n, len(self))
+        start = int(self.offsets[first])
+        return Sequences(self.tokens[start:], np.asarray(self.offsets[first:]) - start,
+                         None if self.word_ids is None else self.word_ids[start:])
+
     def head(self, n: int) -> "Sequences":
         """The first `n` sequences (views: nothing is copied, also of memory-mapped files)."""
         n = min(n, len(self))

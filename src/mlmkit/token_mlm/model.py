@@ -62,16 +62,26 @@ def build_model(arch: str, size: str, tokenizer, max_length: int = 512, override
     return model
 
 
-def load_model(name_or_path: str, *, trust_remote_code: bool = False):
-    """Load a masked-LM checkpoint (hub name or local folder), preferring safetensors."""
+def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+    """Load a masked-LM checkpoint (hub name or local folder). Weights are read from safetensors
+    only: a pickle (`pytorch_model.bin`) can run code when it is loaded, so it is refused unless
+    `allow_pickle` (model.allow_pickle) says the file is trusted."""
+    from pathlib import Path
+
     from transformers import AutoModelForMaskedLM
 
+    if not Path(name_or_path).exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise MlmkitError(f"no such model folder: {name_or_path}")
     try:
         return AutoModelForMaskedLM.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None
-        )
-    except (OSError, ValueError, KeyError) as e:
-        raise MlmkitError(f"could not load masked-LM model '{name_or_path}': {one_line(e)}") from None
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+    except (OSError, ValueError, KeyError, EnvironmentError) as e:
+        where = "" if Path(name_or_path).exists() else " (no local folder of that name, nor a hub model)"
+        hint = ""
+        if Path(name_or_path).is_dir() and any(Path(name_or_path).glob("*.bin")) and not allow_pickle:
+            hint = ("; it holds only pickled weights (*.bin), which mlmkit does not load unless you trust them: "
+                    "--set model.allow_pickle=true")
+        raise MlmkitError(f"could not load masked-LM model '{name_or_path}'{where}: {one_line(e)}{hint}") from None
 
 
 def _sparse_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:

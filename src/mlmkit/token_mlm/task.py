@@ -230,7 +230,7 @@ def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = Fa
     torch.manual_seed(cfg.train.seed)
     tokenizer = run_tokenizer(cfg, dist_info, resume=resume, log=log, progress=progress)
     if m.init_from:
-        model = load_model(m.init_from, trust_remote_code=m.trust_remote_code)
+        model = load_model(m.init_from, trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle)
         log(f"continuing pre-training from {m.init_from} "
             f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
@@ -274,6 +274,14 @@ def _prepared(cfg, tokenizer, dist_info, *, log, progress) -> tuple[Sequences, S
     barrier(dist_info)
     prepared = prepare(d, tokenizer, word_ids=whole, log=lambda s: None, progress=False)
     train, val = prepared.train, prepared.validation
+    if not d.validation and d.validation_fraction > 0 and (not len(train) or not len(val)):
+        # Few records (one long line, say): the hash split put them all on one side. Hold out the
+        # last sequences instead, so the run trains and still reports held-out numbers.
+        whole = train if len(train) else val
+        k = max(1, round(len(whole) * d.validation_fraction)) if len(whole) > 1 else 0
+        train, val = whole.head(len(whole) - k), whole.tail(k)
+        log(f"warning: the hash split of the records left one side empty (too few records?); the last {k} "
+            f"of {len(whole)} sequences are held out instead")
     if not len(train):
         raise MlmkitError("no training records left after the validation split")
     if d.max_eval_samples is not None and len(val) > d.max_eval_samples:
@@ -281,11 +289,11 @@ def _prepared(cfg, tokenizer, dist_info, *, log, progress) -> tuple[Sequences, S
     return train, val
 
 
-def training_texts(data_cfg):
+def training_texts(data_cfg, held_out_too: bool = False):
     """The training side of the records, streamed (the hash split and max_samples applied as
-    `prepare` applies them): what the tokenizer is trained on."""
+    `prepare` applies them): what the tokenizer is trained on. `held_out_too`: every record."""
     d = data_cfg
-    threshold = int(d.validation_fraction * 2**32)
+    threshold = 0 if held_out_too else int(d.validation_fraction * 2**32)
     records = iter_records(d.train, text_column=d.text_column, fmt=d.format, on_bad=d.on_bad_record,
                            hf_split=d.hf_split, hf_config=d.hf_config, hf_data_files=d.hf_data_files)
     for n, rec in enumerate(records, 1):
@@ -311,7 +319,14 @@ def _run_tokenizer(cfg, dist_info, *, resume: bool, log, progress: bool):
     if dist_info.is_main and not (source / marker).is_file():
         t = cfg.tokenizer
         log(f"training a {t.kind} tokenizer (vocab {t.vocab_size}) on at most {t.train_samples:,} records")
-        texts = itertools.islice(training_texts(cfg.data), t.train_samples)
+        texts = training_texts(cfg.data)
+        first = next(texts, None)
+        if first is None:  # every record is on the held-out side of the hash split (a tiny corpus)
+            log("warning: the hash split holds out every record; the tokenizer is trained on all of them")
+            texts = training_texts(cfg.data, held_out_too=True)
+        else:
+            texts = itertools.chain([first], texts)
+        texts = itertools.islice(texts, t.train_samples)
         tokenizer = train_tokenizer(texts, kind=t.kind, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
                                     lowercase=t.lowercase, model_max_length=cfg.data.max_length,
                                     show_progress=progress)

@@ -74,10 +74,15 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Pre
     """Load a fast tokenizer by hub name or local path, checking it can be used for masked LM."""
     from transformers import AutoTokenizer
 
+    from pathlib import Path
+
+    if not Path(name_or_path).exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise MlmkitError(f"no such model or tokenizer folder: {name_or_path}")
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=trust_remote_code)
     except Exception as e:  # OSError, ValueError, HTTP errors...: all mean "can't use this"
-        raise MlmkitError(f"could not load tokenizer {name_or_path!r}: {one_line(e)}") from None
+        where = "" if Path(name_or_path).exists() else " (no local folder of that name, nor a hub tokenizer)"
+        raise MlmkitError(f"could not load tokenizer {name_or_path!r}{where}: {one_line(e)}") from None
     if not getattr(tok, "is_fast", False):
         # word_ids() / offsets (whole-word masking) exist only on fast (Rust) tokenizers.
         raise MlmkitError(
