@@ -95,3 +95,18 @@ def test_no_usable_checkpoint_is_an_error_that_deletes_nothing(run, tiny_tokeniz
     logs = []
     _run(run.parent / "fresh", tiny_tokenizer, english_texts, resume="auto", steps=2, logs=logs)
     assert any("starting a new run" in l for l in logs)
+
+
+def test_rotation_keeps_the_checkpoint_just_written(run, tiny_tokenizer, english_texts):
+    """Resumed from step 4 because step 6 does not verify: the new step-6 ... checkpoints replace
+    the rolled-back ones, and the one just written is never the one rotated away."""
+    ckpts = ckpt_io.list_checkpoints(run / "checkpoints")
+    (ckpts[-1] / "model.safetensors").write_bytes(b"broken")  # step 6
+    seqs = group_texts(english_texts[:300], tiny_tokenizer, 32, progress=False)
+    task = TokenMLMTask(_model(tiny_tokenizer), tiny_tokenizer, seqs, seqs, TokenMasker.from_tokenizer(tiny_tokenizer),
+                        batch_size=8, seed=1)
+    cfg = TrainConfig(output_dir=str(run), max_steps=5, log_every=1, eval_every=100, save_every=5,
+                      keep_checkpoints=1, progress=False)
+    train(task, cfg, OptimConfig(), resume=True, log=lambda s: None)
+    assert [c.name for c in ckpt_io.list_checkpoints(run / "checkpoints")] == ["step-00000005"]
+    assert ckpt_io.verify(run / "checkpoints" / "step-00000005") is None

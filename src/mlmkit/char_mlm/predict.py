@@ -45,6 +45,7 @@ def parse_pattern(pattern: str, max_unknown: int = 8, max_length: Optional[int] 
     most `MAX_VARIANTS`). A pattern must have a dot (a TLD, given or a hole) and, with
     `max_length` (the model's), fit the model."""
     pattern = pattern.strip()
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."  # errors stay one short line
     parts: list = []  # literal strings, hole lengths, -1 for [?]
     pos = 0
     for m in _HOLE.finditer(pattern):
@@ -58,25 +59,25 @@ def parse_pattern(pattern: str, max_unknown: int = 8, max_length: Optional[int] 
         else:
             n = int(tok)
             if not 1 <= n <= 63:
-                raise MlmkitError(f"pattern {pattern!r}: [{n}] must be between 1 and 63 characters")
+                raise MlmkitError(f"pattern {shown!r}: [{n}] must be between 1 and 63 characters")
             parts.append(n)
         pos = m.end()
     if pos < len(pattern):
         parts.append(pattern[pos:].lower())
     if "[" in "".join(p for p in parts if isinstance(p, str)) or "]" in "".join(p for p in parts if isinstance(p, str)):
-        raise MlmkitError(f"pattern {pattern!r}: unknown hole; use [MASK], [n] (e.g. [3]) or [?]")
+        raise MlmkitError(f"pattern {shown!r}: unknown hole; use [MASK], [n] (e.g. [3]) or [?]")
     if not any(not isinstance(p, str) for p in parts):
-        raise MlmkitError(f"pattern {pattern!r} has no hole: use [MASK], [n] or [?]")
+        raise MlmkitError(f"pattern {shown!r} has no hole: use [MASK], [n] or [?]")
     literal = "".join(p for p in parts if isinstance(p, str))
     if "." not in literal or (isinstance(parts[-1], str) and parts[-1].endswith(".")):
-        raise MlmkitError(f"pattern {pattern!r} has no TLD: write a domain name, e.g. goo[3].com or goo.[3]")
+        raise MlmkitError(f"pattern {shown!r} has no TLD: write a domain name, e.g. goo[3].com or goo.[3]")
     n_variants = max_unknown ** sum(1 for p in parts if p == -1)
     if n_variants > MAX_VARIANTS:
-        raise MlmkitError(f"pattern {pattern!r} has {n_variants:,} length combinations of its [?] holes "
+        raise MlmkitError(f"pattern {shown!r} has {n_variants:,} length combinations of its [?] holes "
                           f"(at most {MAX_VARIANTS}): give some holes a length, e.g. [3]")
     shortest = sum(len(p) if isinstance(p, str) else max(p, 1) for p in parts)
     if max_length is not None and shortest > max_length:
-        raise MlmkitError(f"pattern {pattern!r} is at least {shortest} characters; the model takes at most "
+        raise MlmkitError(f"pattern {shown!r} is at least {shortest} characters; the model takes at most "
                           f"{max_length} (data.max_length)")
     variants: list[tuple[list, list[int]]] = [([], [])]
     for p in parts:

@@ -181,9 +181,13 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
         kept = f"the previous checkpoint ({earlier[-1].name}) is intact" if earlier else "there is no earlier checkpoint"
         return f"could not write checkpoint step {step} to {root}: {reason}; {kept}"
     # Rotation only after the new checkpoint is complete, so a failed save never costs the
-    # last good one.
-    for old in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    # last good one. The one just written is always kept, with the keep - 1 newest before it;
+    # checkpoints of later steps are what a resume rolled back from (corrupt, or not loadable).
+    if keep > 0:
+        earlier = [c for c in list_checkpoints(root) if c.name < final.name]
+        later = [c for c in list_checkpoints(root) if c.name > final.name]
+        for old in earlier[: max(len(earlier) - (keep - 1), 0)] + later:
+            shutil.rmtree(old, ignore_errors=True)
     return None
 
 
