@@ -63,6 +63,7 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest good checkpoint in the run folder."),
+    resume_from: Optional[str] = typer.Option(None, "--resume-from", help="Continue from this checkpoint folder."),
     auto_resume: bool = typer.Option(False, "--auto-resume",
                                      help="Continue if the run folder has a checkpoint, else start (job schedulers)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Start the run folder's run again (clears it)."),
@@ -79,7 +80,7 @@ def train(
              "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
              "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy}
     cfg = _run_config(preset, config, sets, flags)
-    resume_mode = "auto" if auto_resume else resume
+    resume_mode = resume_from or ("auto" if auto_resume else resume)
     if resume_mode:
         cfg = _resume_config(cfg, preset, config, sets, flags)
     rank0 = int(os.environ.get("RANK", 0)) == 0

@@ -110,3 +110,12 @@ def test_rotation_keeps_the_checkpoint_just_written(run, tiny_tokenizer, english
     train(task, cfg, OptimConfig(), resume=True, log=lambda s: None)
     assert [c.name for c in ckpt_io.list_checkpoints(run / "checkpoints")] == ["step-00000005"]
     assert ckpt_io.verify(run / "checkpoints" / "step-00000005") is None
+
+
+def test_resume_from_a_named_checkpoint(run, tiny_tokenizer, english_texts):
+    logs = []
+    older = run / "checkpoints" / "step-00000002"
+    _run(run, tiny_tokenizer, english_texts, resume=str(older), steps=3, logs=logs)
+    assert "resumed from step-00000002 (step 2, epoch 0, batch 2)" in logs
+    with pytest.raises(MlmkitError, match="cannot resume from .*nope: no such checkpoint folder"):
+        _run(run, tiny_tokenizer, english_texts, resume=str(run / "nope"))

@@ -203,7 +203,7 @@ class Trainer:
         """The state of the newest checkpoint that verifies *and* loads (any failure while loading
         falls back to the previous one). None left: an error, and nothing is deleted -- unless
         resuming is "auto" (resume if there is anything to resume), which starts a new run."""
-        candidates = ckpt_io.iter_valid(self.ckpt_dir, log=self.log) if self.main else iter(())
+        candidates = self._candidates() if self.main else iter(())
         while True:
             found = broadcast_object(str(next(candidates, "")), self.dist)  # rank 0 picks, all load
             if not found:
@@ -225,6 +225,16 @@ class Trainer:
         if self.main:
             truncate_metrics(self.out_dir / METRICS_FILE, state.step)
         return state
+
+    def _candidates(self):
+        """Checkpoints to try, newest first; `resume` may name one checkpoint folder."""
+        if isinstance(self.resume, (str, Path)) and self.resume != "auto":
+            ckpt = Path(self.resume)
+            problem = ckpt_io.verify(ckpt) if ckpt.is_dir() else "no such checkpoint folder"
+            if problem:
+                raise MlmkitError(f"cannot resume from {ckpt}: {problem}")
+            return iter([ckpt])
+        return ckpt_io.iter_valid(self.ckpt_dir, log=self.log)
 
     def _nothing_to_resume(self) -> TrainState:
         existing = ckpt_io.list_checkpoints(self.ckpt_dir)
@@ -612,5 +622,5 @@ def train(task: Task, cfg: TrainConfig, optim_cfg: OptimConfig, *, resume: bool 
           on_eval: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train `task.model`; writes checkpoints, metrics.jsonl and the final model to cfg.output_dir.
     `resume`: True continues from the newest good checkpoint (an error if there is none), "auto"
-    continues if there is one and starts a new run otherwise."""
+    continues if there is one and starts a new run otherwise, a path continues from that checkpoint."""
     return Trainer(task, cfg, optim_cfg, resume=resume, save_final=save_final, log=log, on_eval=on_eval).run()
