@@ -166,3 +166,10 @@ def test_a_missing_model_folder_is_named(capsys, monkeypatch, tmp_path):
     for cmd in (["predict", "./no/such/run", "a [MASK] b"], ["eval", "./no/such/run", "--data", "x.txt"]):
         code, _, err = run_cli(cmd, capsys, monkeypatch)
         _one_line_error(code, err, "no such model or tokenizer folder: ./no/such/run")
+
+
+def test_version(capsys, monkeypatch):
+    from mlmkit import __version__
+
+    code, out, _ = run_cli(["--version"], capsys, monkeypatch)
+    assert code == 0 and out.strip() == f"mlmkit {__version__}"

@@ -25,8 +25,18 @@ def _echo(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"mlmkit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors.")):
+def _main(debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+          version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Print the version and exit.")):
     _state["debug"] = debug
     if not debug:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -62,6 +72,7 @@ def train(
     output: Optional[str] = OUTPUT, init_from: Optional[str] = INIT_FROM,
     max_steps: Optional[int] = typer.Option(None, "--max-steps"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="train.seed: model init, data order, masks."),
     resume: bool = typer.Option(False, "--resume", help="Continue from the newest good checkpoint in the run folder."),
     resume_from: Optional[str] = typer.Option(None, "--resume-from", help="Continue from this checkpoint folder."),
     auto_resume: bool = typer.Option(False, "--auto-resume",
@@ -78,7 +89,8 @@ def train(
 
     flags = {"data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
              "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
-             "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy}
+             "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy,
+             "train.seed": seed}
     cfg = _run_config(preset, config, sets, flags)
     resume_mode = resume_from or ("auto" if auto_resume else resume)
     if resume_mode:

@@ -102,6 +102,15 @@ def test_wandb_backend_runs_offline_and_mirrors_records(tmp_path, monkeypatch):
     assert calls["log"][1] == (5, {"samples": ("html", "<pre>Original: a &lt;b&gt;</pre>")})
     assert calls["finish"] == 1
     assert (tmp_path / "samples.jsonl").is_file()  # JSONL is always on
+    # the environment wins over the config; a resumed run continues its W&B run
+    fake.init = lambda **kw: calls["init"].append(kw) or types.SimpleNamespace(id="abc123", log=None, finish=None)
+    monkeypatch.setenv("WANDB_PROJECT", "from-env")
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    build_loggers(TrainConfig(loggers=["wandb"]), tmp_path)
+    assert calls["init"][-1]["project"] == "from-env" and calls["init"][-1]["mode"] == "disabled"
+    assert (tmp_path / "wandb_run_id.txt").read_text() == "abc123"
+    build_loggers(TrainConfig(loggers=["wandb"]), tmp_path, resume_step=7)
+    assert calls["init"][-1]["id"] == "abc123" and calls["init"][-1]["resume"] == "allow"
 
 
 def test_missing_backend_is_a_one_line_error(tmp_path, monkeypatch):

@@ -168,7 +168,9 @@ class Trainer:
         self.state.global_batch = self._global_batch()
         self.train_model = self._wrap_model()
         self._plan()
-        self.loggers = build_loggers(cfg, self.out_dir, enabled=self.main)
+        resumed = self.resume and self.state.step > 0
+        self.loggers = build_loggers(cfg, self.out_dir, enabled=self.main,
+                                     resume_step=self.state.step if resumed else None)
         self.metrics = MetricsFile(self.out_dir / METRICS_FILE, self.loggers, enabled=self.main)
         self.saved_step = self.state.step if self.resume and self.state.step else -1
         # Early stopping ends `patience` evaluations past the best: keep the best weights and end on them.

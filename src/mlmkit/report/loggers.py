@@ -63,14 +63,16 @@ class JsonlLogger:
 
 
 class TensorBoardLogger:
-    def __init__(self, out_dir: Path):
+    def __init__(self, out_dir: Path, resume_step: int | None = None):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise MlmkitError("train.loggers includes 'tensorboard' but it is not installed "
                               "(pip install tensorboard)") from None
         self.log_dir = Path(out_dir) / "tensorboard"
-        self.writer = SummaryWriter(log_dir=str(self.log_dir))
+        # A resumed run purges what the stopped one logged after its checkpoint (written again now).
+        self.writer = SummaryWriter(log_dir=str(self.log_dir),
+                                    purge_step=None if resume_step is None else resume_step + 1)
 
     def log(self, record: dict) -> None:
         step = int(record.get("step", 0))
@@ -86,15 +88,30 @@ class TensorBoardLogger:
         self.writer.close()
 
 
+WANDB_ID_FILE = "wandb_run_id.txt"
+
+
 class WandbLogger:
-    def __init__(self, out_dir: Path, project: str, mode: str, config: dict | None):
+    """`WANDB_PROJECT` / `WANDB_MODE` in the environment win over train.wandb_project / _mode;
+    a resumed run continues its W&B run (the id is kept in the run folder)."""
+
+    def __init__(self, out_dir: Path, project: str, mode: str, config: dict | None, resume: bool = False):
+        import os
+
         try:
             import wandb
         except ImportError:
             raise MlmkitError("train.loggers includes 'wandb' but it is not installed (pip install wandb)") from None
         self.wandb = wandb
-        self.run = wandb.init(project=project, dir=str(out_dir), mode=mode, config=config or {},
-                              name=Path(out_dir).resolve().name, reinit="finish_previous")
+        id_file = Path(out_dir) / WANDB_ID_FILE
+        kwargs = {}
+        if resume and id_file.is_file():
+            kwargs = {"id": id_file.read_text().strip(), "resume": "allow"}
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT") or project, dir=str(out_dir),
+                              mode=os.environ.get("WANDB_MODE") or mode, config=config or {},
+                              name=Path(out_dir).resolve().name, reinit="finish_previous", **kwargs)
+        if getattr(self.run, "id", None):
+            id_file.write_text(str(self.run.id))
 
     def log(self, record: dict) -> None:
         scalars = {_tag(k): v for k, v in _scalars(record).items()}
@@ -142,10 +159,13 @@ def check_logger_names(names: list[str]) -> None:
                               f"(choose from {', '.join(LOGGER_NAMES)})")
 
 
-def build_loggers(cfg, out_dir: str | Path, *, enabled: bool = True, run_config: dict | None = None) -> Loggers:
+def build_loggers(cfg, out_dir: str | Path, *, enabled: bool = True, run_config: dict | None = None,
+                  resume_step: int | None = None) -> Loggers:
     """Loggers for a `TrainConfig` (fields `loggers`, `show_samples`, `wandb_project`, `wandb_mode`).
 
-    `enabled=False` (non-main DDP ranks) gives a logger that does nothing."""
+    `enabled=False` (non-main DDP ranks) gives a logger that does nothing. `run_config`: what the
+    experiment trackers record (default: the run's config.yaml in `out_dir`, else `cfg`).
+    `resume_step`: the step a resumed run continues from."""
     if not enabled:
         return Loggers([])
     names = list(getattr(cfg, "loggers", None) or ["jsonl"])
@@ -154,6 +174,10 @@ def build_loggers(cfg, out_dir: str | Path, *, enabled: bool = True, run_config:
         names.insert(0, "jsonl")  # JSONL always
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    if run_config is None and (out_dir / "config.yaml").is_file():
+        import yaml
+
+        run_config = yaml.safe_load((out_dir / "config.yaml").read_text(encoding="utf-8"))  # every section
     if run_config is None and dataclasses.is_dataclass(cfg):
         run_config = dataclasses.asdict(cfg)
     backends: list = []
@@ -161,10 +185,11 @@ def build_loggers(cfg, out_dir: str | Path, *, enabled: bool = True, run_config:
         if name == "jsonl":
             backends.append(JsonlLogger(out_dir))
         elif name == "tensorboard":
-            backends.append(TensorBoardLogger(out_dir))
+            backends.append(TensorBoardLogger(out_dir, resume_step))
         elif name == "wandb":
             backends.append(WandbLogger(out_dir, getattr(cfg, "wandb_project", "mlmkit"),
-                                        getattr(cfg, "wandb_mode", "offline"), run_config))
+                                        getattr(cfg, "wandb_mode", "offline"), run_config,
+                                        resume=resume_step is not None))
     return Loggers(backends)
 
 
