@@ -106,8 +106,11 @@ def test_load_tokenizer_missing_path(tmp_path):
     with pytest.raises(MlmkitError) as info:
         load_tokenizer(str(tmp_path / "no-such-tokenizer"))
     message = str(info.value)
-    assert message.startswith("could not load tokenizer ") and "no-such-tokenizer" in message
+    assert message.startswith("no such model or tokenizer folder: ") and "no-such-tokenizer" in message
     assert "\n" not in message
+    # A bare name that is not a folder goes to the hub; offline that fails with the same kind of error.
+    with pytest.raises(MlmkitError, match="could not load tokenizer 'no-such-org/no-such-tokenizer-xyz'"):
+        load_tokenizer("no-such-org/no-such-tokenizer-xyz")
 
 
 def test_load_tokenizer_without_mask_token(wordpiece, tmp_path):
