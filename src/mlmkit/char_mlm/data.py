@@ -36,6 +36,7 @@ from ..data.hub import HubOptions, iter_hub
 from ..data.records import resolve_sources
 from ..errors import ConfigError, DataError
 from ..util import unit_hash
+from . import inputs
 from .config import IDN_MODES
 
 MAX_DOMAIN_LENGTH = 253
@@ -158,8 +159,6 @@ def is_validation(domain: str, valid_fraction: float, key: str = "name") -> bool
 # alphabet
 # --------------------------------------------------------------------------------------------
 
-PAD_CP, CLS_CP, SEP_CP, MASK_CP = 0, 0xE000, 0xE001, 0xE003
-UNK_CP = 0xFFFD  # only for display; the model sees the real code point (CANINE) or UNK index
 
 
 class Alphabet:
@@ -169,10 +168,10 @@ class Alphabet:
     specials are CANINE's (PAD 0, CLS U+E000, SEP U+E001, MASK U+E003).
     """
 
-    SPECIAL_NAMES = ("PAD", "CLS", "SEP", "MASK", "UNK")
-    SPECIAL_CPS = (PAD_CP, CLS_CP, SEP_CP, MASK_CP, UNK_CP)
-    PAD, CLS, SEP, MASK, UNK = range(5)
-    N_SPECIALS = 5
+    SPECIAL_NAMES = inputs.SPECIAL_NAMES
+    SPECIAL_CPS = inputs.SPECIAL_CPS
+    PAD, CLS, SEP, MASK, UNK = inputs.PAD, inputs.CLS, inputs.SEP, inputs.MASK, inputs.UNK
+    N_SPECIALS = len(SPECIAL_NAMES)
 
     def __init__(self, chars: Iterable[str]):
         seen: list[str] = []

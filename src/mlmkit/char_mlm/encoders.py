@@ -13,6 +13,8 @@ down to L/r "molecules", the deep stack over molecules, then upsampling back to 
 (repeat, concatenate with the character-level states, project) and one final character layer.
 Domains are short (~16 characters), so r=1 is the default; r=4 leaves ~4 positions per name.
 
+This file imports nothing from mlmkit: it travels with exported character models (`portable.py`).
+
 Hashed n-gram embeddings (``ngram_buckets > 0``): each position also adds the embeddings of the
 character n-grams (orders 2..``ngram_max``) of the *masked* input that end at it and that start
 at it, hashed into ``ngram_buckets`` rows per order and side. They give a small encoder a large, cheap memory of frequent
@@ -147,13 +149,7 @@ class CanineCharEncoder(nn.Module):
         from transformers import CanineConfig, CanineModel
 
         if pretrained:
-            try:
-                self.canine = CanineModel.from_pretrained(pretrained, **config_overrides)
-            except OSError as e:
-                from ..errors import ConfigError
-                from ..util import one_line
-
-                raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {pretrained!r} ({one_line(e)})") from None
+            self.canine = CanineModel.from_pretrained(pretrained, **config_overrides)
         else:
             if config is None:
                 config = CanineConfig(**config_overrides)

@@ -1,7 +1,8 @@
 """Export of character models.
 
-The full character MLM (encoder + span head) is mlmkit's own format (`model.py`): an export copies
-the folder and adds a model card. `--encoder-only` writes the encoder alone: a Hugging Face
+The full character MLM (encoder + span head): mlmkit's folder (`model.py`) plus the model's code
+and a config.json with an ``auto_map`` (`save_portable`), so that transformers loads it without
+mlmkit (``trust_remote_code=True``), and a model card. `--encoder-only` writes the encoder alone: a Hugging Face
 `CanineModel` folder (canine) or safetensors + config.json + alphabet.json for the scratch
 encoder (`load_scratch_encoder`), with the full model in OUT/masked-lm.
 """
@@ -47,17 +48,44 @@ def load_scratch_encoder(folder) -> ScratchCharEncoder:
     return enc.eval()
 
 
+PORTABLE_FILES = ("portable.py", "inputs.py", "encoders.py", "heads.py")  # portable.py and what it imports
+
+
+def save_portable(model_dir: Path, out: Path) -> None:
+    """Make the character model folder `out` (a copy of mlmkit's folder) loadable without mlmkit:
+    the model's code beside the weights and a config.json whose ``auto_map`` names it, so
+    ``AutoModel.from_pretrained(out, trust_remote_code=True)`` builds `portable.MlmkitCharForMaskedLM`
+    (same parameter names as mlmkit's model: the weights file is shared as it is)."""
+    from .portable import MlmkitCharConfig
+
+    bundle = load_char_model(model_dir)
+    cls = "portable.MlmkitCharForMaskedLM"
+    cfg = MlmkitCharConfig(
+        encoder_arch=bundle.model_cfg.arch, encoder_config=bundle.model.encoder_config(),
+        head_config=bundle.model.head_config, alphabet="".join(bundle.alphabet.chars),
+        max_chars=bundle.data.max_length, max_span=bundle.masking.max_span, mean_span=bundle.masking.mean_span,
+        architectures=["MlmkitCharForMaskedLM"],
+        auto_map={"AutoConfig": "portable.MlmkitCharConfig", "AutoModel": cls, "AutoModelForMaskedLM": cls})
+    cfg.save_pretrained(out)
+    here = Path(__file__).parent
+    for name in PORTABLE_FILES:
+        shutil.copyfile(here / name, out / name)
+
+
 def export_char_model(model_dir: Path, out: Path, facts: dict, *, encoder_only: bool, log) -> Path:
     """OUT: the full character MLM, or with `encoder_only` the encoder (with the full model in
     OUT/masked-lm); each with a model card."""
-    # The full character MLM (encoder + span head) is mlmkit's own format: copy the folder.
     if not encoder_only:
         shutil.copytree(model_dir, out, dirs_exist_ok=True)
-        usage = f'from mlmkit.char_mlm.predict import char_predict\nchar_predict("{out}", "goo[3].com")'
-        info = {"hf": False, "name": out.resolve().name, "architecture": "character MLM (encoder + span head)"}
+        save_portable(model_dir, out)
+        usage = (f'from transformers import AutoModel   # no mlmkit needed\n'
+                 f'model = AutoModel.from_pretrained("{out}", trust_remote_code=True)\n'
+                 f'model.fill("goo[3].com", top_k=5)   # [(name, log-probability), ...]; [?]: any length')
+        info = {"hf": True, "name": out.resolve().name, "architecture": "character MLM (encoder + span head)",
+                "parameters": sum(p.numel() for p in load_char_model(out).model.parameters())}
         (out / "README.md").write_text(model_card(facts, kind="masked-lm", model_info=info, usage=usage),
                                        encoding="utf-8")
-        log(f"character masked-LM written to {out}")
+        log(f"character masked-LM written to {out} (AutoModel.from_pretrained(..., trust_remote_code=True) loads it)")
         return out
     shutil.copytree(model_dir, out / MASKED_LM_SUBDIR)
     export_encoder(model_dir, out)

@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .encoders import ngram_hash_step
-from .masking import span_gather_index
+from .inputs import span_gather_index
 
 
 def gather_span_context(hidden: torch.Tensor, spans: torch.Tensor, lmax: int | None = None):

@@ -33,6 +33,7 @@ import torch
 from ..engine.draws import uniforms
 from ..engine.task import Batch
 from .data import Alphabet
+from .inputs import encode_names, span_gather_index, spans_from_mask  # noqa: F401 (re-exported)
 
 
 @dataclass
@@ -84,18 +85,6 @@ def geometric_lengths(shape, mean_span: float, max_span: int, draws: Draws, devi
     return lengths.clamp_(1, max_span)
 
 
-def spans_from_mask(mask: torch.Tensor) -> torch.Tensor:
-    """(S, 3) table of maximal runs of True in `mask` (B, L)."""
-    B, L = mask.shape
-    m = mask.to(torch.int8)
-    prev = torch.nn.functional.pad(m, (1, 0))[:, :-1]
-    nxt = torch.nn.functional.pad(m, (0, 1))[:, 1:]
-    starts = (m == 1) & (prev == 0)
-    ends = (m == 1) & (nxt == 0)
-    s_idx = starts.nonzero()  # row-major order
-    e_idx = ends.nonzero()
-    length = e_idx[:, 1] - s_idx[:, 1] + 1
-    return torch.stack([s_idx[:, 0], s_idx[:, 1], length], dim=1)
 
 
 def _random_layout(maskable: torch.Tensor, rate: float, mean_span: float, max_span: int,
@@ -238,20 +227,6 @@ def mask_spans(
     return res
 
 
-def span_gather_index(spans: torch.Tensor, seq_len: int, max_len: Optional[int] = None):
-    """Flat indices into a (B*L) view for every character of every span.
-
-    Returns (index (S, Lmax) long, valid (S, Lmax) bool). Padding slots index position 0 of
-    the span's row (harmless; excluded by `valid`)."""
-    S = spans.shape[0]
-    lmax = int(spans[:, 2].max().item()) if S else 1
-    if max_len is not None:
-        lmax = max(lmax, max_len)
-    t = torch.arange(lmax, device=spans.device)
-    valid = t[None, :] < spans[:, 2:3]
-    pos = spans[:, 1:2] + t[None, :]
-    index = spans[:, 0:1] * seq_len + torch.where(valid, pos, torch.zeros_like(pos))
-    return index, valid
 
 
 def span_targets(ids: torch.Tensor, spans: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -266,32 +241,9 @@ def encode_domains(domains: Sequence[str], alphabet: Alphabet):
     """Tensors for a list of names: [CLS] chars [SEP] PAD...
 
     Returns code points, alphabet indices, attention mask, maskable and separator flags."""
-    B = len(domains)
-    L = max((len(d) for d in domains), default=0) + 2
-    cps = torch.zeros((B, L), dtype=torch.long)
-    idx = torch.zeros((B, L), dtype=torch.long)
-    att = torch.zeros((B, L), dtype=torch.long)
-    flat_cp: list[int] = []
-    flat_ix: list[int] = []
-    rows: list[int] = []
-    cols: list[int] = []
-    for i, d in enumerate(domains):
-        n = len(d)
-        flat_cp.extend(map(ord, d))
-        flat_ix.extend(alphabet.encode(d))
-        rows.extend([i] * n)
-        cols.extend(range(1, n + 1))
-        att[i, : n + 2] = 1
-        cps[i, 0], cps[i, n + 1] = Alphabet.SPECIAL_CPS[Alphabet.CLS], Alphabet.SPECIAL_CPS[Alphabet.SEP]
-        idx[i, 0], idx[i, n + 1] = Alphabet.CLS, Alphabet.SEP
-    if rows:
-        r, c = torch.tensor(rows), torch.tensor(cols)
-        cps[r, c] = torch.tensor(flat_cp)
-        idx[r, c] = torch.tensor(flat_ix)
+    cps, idx, att = encode_names(domains, alphabet.encode)
     maskable = (att == 1) & (idx != Alphabet.CLS) & (idx != Alphabet.SEP)
-    dot = ord(".")
-    hyphen = ord("-")
-    return cps, idx, att, maskable, (cps == dot), (cps == hyphen)
+    return cps, idx, att, maskable, (cps == ord(".")), (cps == ord("-"))
 
 
 def make_batch(domains: Sequence[str], alphabet: Alphabet, mcfg, keys: torch.Tensor) -> Batch:

@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 
 from ..config import from_dict
-from ..errors import MlmkitError
+from ..errors import ConfigError, MlmkitError
+from ..util import one_line
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig, upgrade_legacy
 from .data import Alphabet
 from ..config import MODEL_SIZES
@@ -37,7 +38,7 @@ class CharMLMModel(nn.Module):
             if encoder_config is not None:  # reload: never download
                 self.encoder = CanineCharEncoder(config=encoder_config)
             elif cfg.init_from:
-                self.encoder = CanineCharEncoder(pretrained=cfg.init_from)
+                self.encoder = _pretrained_canine(cfg.init_from)
             else:
                 self.encoder = CanineCharEncoder(config=tiny_canine_config(**cfg.overrides))
         else:
@@ -51,11 +52,13 @@ class CharMLMModel(nn.Module):
                                       ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max,
                                       ngram_dim=cfg.ngram_dim, **size)
             self.encoder = ScratchCharEncoder(**encoder_config)
-        self.head = build_head(cfg.head, self.encoder.hidden_size, alphabet_size, kind=cfg.head_kind,
-                               head_size=cfg.head_size, max_span=max(max_span, 64),
-                               dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
-                               ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
-                               ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
+        # build_head's arguments, kept: an export rebuilds the head from them without mlmkit
+        self.head_config = dict(head=cfg.head, hidden_size=self.encoder.hidden_size, vocab_size=alphabet_size,
+                                kind=cfg.head_kind, head_size=cfg.head_size, max_span=max(max_span, 64),
+                                dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
+                                ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
+                                ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
+        self.head = build_head(**self.head_config)
 
         if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)
             for table in ngram_tables(self):
@@ -74,6 +77,13 @@ class CharMLMModel(nn.Module):
     def forward(self, input_ids, input_idx, attention_mask, spans, targets):
         hidden = self.encode(input_ids, input_idx, attention_mask)
         return self.head(hidden, spans, targets, input_idx)
+
+
+def _pretrained_canine(name: str) -> CanineCharEncoder:
+    try:
+        return CanineCharEncoder(pretrained=name)
+    except OSError as e:
+        raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {name!r} ({one_line(e)})") from None
 
 
 def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,

@@ -1,0 +1,261 @@
+"""The character MLM as a Hugging Face custom model, so that an exported folder loads without
+mlmkit::
+
+    from transformers import AutoModel
+    model = AutoModel.from_pretrained("exported/", trust_remote_code=True)
+    model.fill("goo[3].com", top_k=5)    # [("google.com", -0.8), ...]: names, log-probabilities
+
+`mlmkit export` saves this file with the model (with `inputs.py`, `encoders.py` and `heads.py`,
+which it imports) and an ``auto_map`` in ``config.json``, the Hub's convention for custom
+architectures. So this file imports only torch, transformers and those siblings, never mlmkit.
+mlmkit fills patterns through the same `fill_pattern` (``mlmkit predict``), so the exported model
+and mlmkit give the same candidates with the same scores.
+
+Pattern syntax
+--------------
+A pattern is a domain name with holes; the literal parts are lowercased, holes are filled:
+
+* ``[MASK]``  -- exactly one unknown character (repeat it: ``goo[MASK][MASK][MASK].com``);
+* ``[n]``     -- exactly ``n`` unknown characters: ``goo[3].com`` is the same as the line above;
+* ``[?]``     -- an unknown number of characters, 1 to ``max_span`` (every length is tried).
+
+Holes next to each other form one span (``[2][MASK]`` == ``[3]``). Several holes may be used
+(``[4]-shop.[2]``); they are filled jointly (beam search per span, then the best combinations).
+Scores are natural-log probabilities of the filled characters (summed over the holes). For a
+``[?]`` hole the log-probability of its length under the masking's span-length distribution
+(geometric with mean ``mean_span``, truncated to ``1..max_span``) is added, so candidates of
+different lengths are compared as log P(length) + log P(characters | length). Candidates that are
+not plausible domain names (an empty label, a label starting or ending with ``-``, a TLD of one
+character or of digits only) are dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Callable, Optional
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+from .encoders import CanineCharEncoder, ScratchCharEncoder
+from .heads import build_head
+from .inputs import MASK, MASK_CP, SPECIAL_CPS, UNK, encode_names, spans_from_mask
+
+
+class PatternError(ValueError):
+    """A pattern that cannot be filled (mlmkit shows it as a one-line error)."""
+
+
+_HOLE = re.compile(r"\[(MASK|mask|\d+|\?)\]")
+
+
+MAX_VARIANTS = 512  # [?] holes multiply: four of them at 8 lengths would be 4,096 beam searches
+
+
+def parse_pattern(pattern: str, max_unknown: int = 8, max_length: Optional[int] = None) -> list[tuple[str, list[bool]]]:
+    """Expand a pattern into (text with placeholder chars, is_hole flags) variants.
+
+    `[?]` produces one variant per length 1..max_unknown (the cartesian product for several; at
+    most `MAX_VARIANTS`). A pattern must have a dot (a TLD, given or a hole) and, with
+    `max_length` (the model's), fit the model."""
+    pattern = pattern.strip()
+    shown = pattern if len(pattern) <= 60 else pattern[:57] + "..."  # errors stay one short line
+    parts: list = []  # literal strings, hole lengths, -1 for [?]
+    pos = 0
+    for m in _HOLE.finditer(pattern):
+        if m.start() > pos:
+            parts.append(pattern[pos: m.start()].lower())
+        tok = m.group(1)
+        if tok.lower() == "mask":
+            parts.append(1)
+        elif tok == "?":
+            parts.append(-1)  # unknown length
+        else:
+            n = int(tok)
+            if not 1 <= n <= 63:
+                raise PatternError(f"pattern {shown!r}: [{n}] must be between 1 and 63 characters")
+            parts.append(n)
+        pos = m.end()
+    if pos < len(pattern):
+        parts.append(pattern[pos:].lower())
+    if "[" in "".join(p for p in parts if isinstance(p, str)) or "]" in "".join(p for p in parts if isinstance(p, str)):
+        raise PatternError(f"pattern {shown!r}: unknown hole; use [MASK], [n] (e.g. [3]) or [?]")
+    if not any(not isinstance(p, str) for p in parts):
+        raise PatternError(f"pattern {shown!r} has no hole: use [MASK], [n] or [?]")
+    literal = "".join(p for p in parts if isinstance(p, str))
+    if "." not in literal or (isinstance(parts[-1], str) and parts[-1].endswith(".")):
+        raise PatternError(f"pattern {shown!r} has no TLD: write a domain name, e.g. goo[3].com or goo.[3]")
+    n_variants = max_unknown ** sum(1 for p in parts if p == -1)
+    if n_variants > MAX_VARIANTS:
+        raise PatternError(f"pattern {shown!r} has {n_variants:,} length combinations of its [?] holes "
+                          f"(at most {MAX_VARIANTS}): give some holes a length, e.g. [3]")
+    shortest = sum(len(p) if isinstance(p, str) else max(p, 1) for p in parts)
+    if max_length is not None and shortest > max_length:
+        raise PatternError(f"pattern {shown!r} is at least {shortest} characters; the model takes at most "
+                          f"{max_length} (data.max_length)")
+    variants: list[tuple[list, list[int]]] = [([], [])]
+    for p in parts:
+        if p == -1:
+            variants = [(v + [n], u + [n]) for v, u in variants for n in range(1, max_unknown + 1)]
+        else:
+            variants = [(v + [p], u) for v, u in variants]
+    out = []
+    for v, unknown in variants:
+        text, holes = "", []
+        for p in v:
+            if isinstance(p, str):
+                text += p
+                holes += [False] * len(p)
+            else:
+                text += "\u0000" * p
+                holes += [True] * p
+        out.append(PatternVariant(text, holes, unknown))
+    return out
+
+
+class PatternVariant(tuple):
+    """(text, holes) -- text with NUL placeholders, per-character hole flags -- plus
+    `unknown`: the lengths chosen for the pattern's [?] holes."""
+
+    def __new__(cls, text: str, holes: list[bool], unknown: list[int]):
+        obj = super().__new__(cls, (text, holes))
+        obj.unknown = unknown
+        return obj
+
+
+def length_log_prior(n: int, mean_span: float, max_span: int) -> float:
+    """log P(length = n) under the masking's geometric span lengths, truncated to 1..max_span."""
+    p = 1.0 / mean_span
+    if p >= 1.0:
+        return 0.0 if n == 1 else float("-inf")
+    z = 1.0 - (1.0 - p) ** max_span
+    return math.log(p) + (n - 1) * math.log1p(-p) - math.log(z)
+
+
+def plausible_name(name: str) -> bool:
+    """Labels non-empty, not starting or ending with '-', and a TLD of two or more characters,
+    not all digits."""
+    labels = name.split(".")
+    if any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
+        return False
+    return len(labels) < 2 or (len(labels[-1]) >= 2 and not labels[-1].isdigit())
+
+
+def _encode(texts: list[str], holes: list[list[bool]], chars: str):
+    """Model inputs for texts whose hole characters become MASK, and their span table."""
+    index = {c: i + len(SPECIAL_CPS) for i, c in enumerate(chars)}
+    cps, idx, att = encode_names(texts, lambda s: [index.get(c, UNK) for c in s])
+    hole = torch.zeros_like(att, dtype=torch.bool)
+    for r, h in enumerate(holes):
+        hole[r, 1: 1 + len(h)] = torch.tensor(h, dtype=torch.bool)
+    return cps.masked_fill(hole, MASK_CP), idx.masked_fill(hole, MASK), att, spans_from_mask(hole)
+
+
+def _decode(ids, chars: str) -> str:
+    n = len(SPECIAL_CPS)
+    return "".join(chars[i - n] if i >= n else "\ufffd" for i in ids)
+
+
+def _combine(text: str, span_rows: list, spans, seqs, scores, chars: str, beam: int) -> list[tuple[float, str]]:
+    """The best `beam` joint fillings of one variant's spans: (summed log-prob, filled text)."""
+    combos: list[tuple[float, list[tuple[int, str]]]] = [(0.0, [])]
+    for s in span_rows:
+        start, length = int(spans[s, 1]) - 1, int(spans[s, 2])
+        cands = [(float(scores[s, b]), _decode(seqs[s, b, :length].tolist(), chars))
+                 for b in range(seqs.shape[1]) if math.isfinite(float(scores[s, b]))]
+        combos = sorted(((sc + c_sc, fills + [(start, c)]) for sc, fills in combos for c_sc, c in cands),
+                        key=lambda x: -x[0])[:beam]
+    out = []
+    for sc, fills in combos:
+        filled = list(text)
+        for start, c in fills:
+            filled[start: start + len(c)] = list(c)
+        out.append((sc, "".join(filled)))
+    return out
+
+
+@torch.no_grad()
+def fill_pattern(model, chars: str, pattern: str, *, max_span: int, mean_span: float, max_length: int,
+                 k: int = 5, beam: Optional[int] = None,
+                 keep: Callable[[str], bool] = plausible_name) -> list[tuple[str, float]]:
+    """The best `k` fillings of `pattern` (syntax above) as (name, log-probability). `model` has
+    ``encode(input_ids, input_idx, attention_mask)`` and a span ``head``; `chars` is its alphabet
+    after the specials; `keep` drops implausible names."""
+    model.eval()
+    variants = [v for v in parse_pattern(pattern, max_span, max_length) if len(v[0]) <= max_length]
+    beam = beam or max(2 * k, 5)
+    dev = next(model.parameters()).device
+    results: dict[str, float] = {}
+    for i in range(0, len(variants), 64):
+        group = variants[i: i + 64]
+        cps, idx, att, spans = _encode([t for t, _ in group], [h for _, h in group], chars)
+        hidden = model.encode(cps.to(dev), idx.to(dev), att.to(dev))
+        seqs, scores = model.head.beam_search(hidden, spans.to(dev), beam=beam, input_idx=idx.to(dev))
+        seqs, scores = seqs.cpu(), scores.cpu()
+        for r, var in enumerate(group):
+            prior = sum(length_log_prior(n, mean_span, max_span) for n in var.unknown)
+            rows = (spans[:, 0] == r).nonzero().flatten().tolist()
+            for sc, name in _combine(var[0], rows, spans, seqs, scores, chars, beam):
+                if keep(name) and sc + prior > results.get(name, float("-inf")):
+                    results[name] = sc + prior
+    ranked = sorted(results.items(), key=lambda x: -x[1])[:k]
+    return [(n, float(s)) for n, s in ranked]
+
+
+def build_encoder(arch: str, encoder_config: dict):
+    """The encoder of a saved model from its own config: CANINE or mlmkit's scratch encoder."""
+    if arch == "canine":
+        return CanineCharEncoder(config=dict(encoder_config))
+    return ScratchCharEncoder(**encoder_config)
+
+
+class MlmkitCharConfig(PretrainedConfig):
+    """What rebuilds the model: the encoder's architecture and config, the span head's arguments,
+    the alphabet (characters after the specials PAD CLS SEP MASK UNK) and the pattern limits."""
+
+    model_type = "mlmkit_char"
+
+    def __init__(self, encoder_arch: str = "scratch", encoder_config: Optional[dict] = None,
+                 head_config: Optional[dict] = None, alphabet: str = "", max_chars: int = 64,
+                 max_span: int = 8, mean_span: float = 3.0, **kwargs):
+        self.encoder_arch = encoder_arch
+        self.encoder_config = encoder_config or {}
+        self.head_config = head_config or {}
+        self.alphabet = alphabet
+        self.max_chars = max_chars  # "max_length" is a generation setting to transformers
+        self.max_span = max_span
+        self.mean_span = mean_span
+        super().__init__(**kwargs)
+
+
+class MlmkitCharForMaskedLM(PreTrainedModel):
+    """Character encoder + span head, as trained by mlmkit; `fill` fills a pattern."""
+
+    config_class = MlmkitCharConfig
+    base_model_prefix = "encoder"
+
+    def __init__(self, config: MlmkitCharConfig):
+        super().__init__(config)
+        self.encoder = build_encoder(config.encoder_arch, config.encoder_config)
+        self.head = build_head(**config.head_config)
+        self.post_init()
+
+    def _init_weights(self, module):  # weights come from the file; nothing to initialise
+        pass
+
+    def encode(self, input_ids, input_idx, attention_mask):
+        if self.encoder.uses_code_points:
+            return self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        return self.encoder(input_idx, attention_mask)
+
+    def forward(self, input_ids, input_idx, attention_mask, spans=None, targets=None):
+        """Per-character hidden states; with `spans` (S, 3) and `targets`, the head's output."""
+        hidden = self.encode(input_ids, input_idx, attention_mask)
+        return hidden if spans is None else self.head(hidden, spans, targets, input_idx)
+
+    def fill(self, pattern: str, top_k: int = 5, beam: Optional[int] = None) -> list[tuple[str, float]]:
+        """Fill the holes of `pattern` (module docstring): the best `top_k` (name, log-probability)."""
+        c = self.config
+        return fill_pattern(self, c.alphabet, pattern, max_span=c.max_span, mean_span=c.mean_span,
+                            max_length=c.max_chars, k=top_k, beam=beam)

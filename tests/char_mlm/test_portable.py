@@ -1,0 +1,76 @@
+"""An exported character model loads and fills patterns without mlmkit: transformers'
+`AutoModel.from_pretrained(folder, trust_remote_code=True)` builds it from the code in the folder,
+in a subprocess whose sys.path holds no mlmkit, and gives mlmkit's own candidates and scores."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
+from mlmkit.char_mlm.export import PORTABLE_FILES
+from mlmkit.char_mlm.portable import plausible_name
+from mlmkit.char_mlm.predict import char_predict
+from mlmkit.char_mlm.task import CharMLMTask
+from mlmkit.export import export
+
+PATTERNS = ["goo[3].com", "mail[?].net", "[2]-shop.[2]"]
+
+CHILD = textwrap.dedent("""
+    import importlib.util, json, os, sys
+    sys.path[:] = [p for p in sys.path if p and not os.path.isdir(os.path.join(p, "mlmkit"))]
+    assert importlib.util.find_spec("mlmkit") is None, "mlmkit is importable"
+    from transformers import AutoModel, AutoModelForMaskedLM
+    folder, patterns = sys.argv[1], json.loads(sys.argv[2])
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True)
+    assert type(AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)) is type(model)
+    assert "mlmkit" not in sys.modules and not any(m.startswith("mlmkit.") for m in sys.modules)
+    print(json.dumps({"class": type(model).__name__,
+                      "fills": [model.fill(p, top_k=4) for p in patterns]}))
+""")
+
+
+def _model(tmp_path, **model_kw):
+    names = tmp_path / "domains.txt"
+    names.write_text("".join(f"{w}{i}.com\n" for i in range(40) for w in ("mail", "shop", "box")))
+    torch.manual_seed(0)
+    task = CharMLMTask(CharDataConfig(train=[str(names)], max_eval_samples=8, max_length=32),
+                       CharModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, **model_kw),
+                       CharMaskingConfig(), batch_size=8)
+    run = tmp_path / "run"
+    task.save_pretrained(task.model, run / "model")
+    return run
+
+
+@pytest.mark.parametrize("model_kw", [
+    {"ngram_buckets": 64, "head_ngram_buckets": 64},  # the domains-tiny shape: n-gram tables in both
+    {"arch": "canine"},
+], ids=["scratch-ngram", "canine"])
+def test_exported_model_fills_patterns_without_mlmkit(tmp_path, model_kw):
+    run = _model(tmp_path, **model_kw)
+    out = tmp_path / "export"
+    export(run, out, log=lambda s: None)
+    assert json.loads((out / "config.json").read_text())["auto_map"]["AutoModel"] == "portable.MlmkitCharForMaskedLM"
+    assert all((out / f).is_file() for f in PORTABLE_FILES)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1")
+    child = subprocess.run([sys.executable, "-c", CHILD, str(out), json.dumps(PATTERNS)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    got = json.loads(child.stdout.strip().splitlines()[-1])
+    assert got["class"] == "MlmkitCharForMaskedLM"
+    for pattern, fills in zip(PATTERNS, got["fills"]):
+        want = char_predict(out, pattern, k=4)  # mlmkit, on the same folder
+        assert [n for n, _ in fills] == [n for n, _ in want] and len(want) == 4
+        assert [s for _, s in fills] == pytest.approx([s for _, s in want], abs=1e-5)
+    assert "trust_remote_code=True" in (out / "README.md").read_text()
+
+
+def test_plausible_names():
+    assert plausible_name("mail-box.co.uk") and plausible_name("localhost")
+    for bad in ("-mail.com", "mail-.com", "mail..com", "mail.c", "mail.123", ".com"):
+        assert not plausible_name(bad), bad
