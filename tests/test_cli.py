@@ -173,3 +173,18 @@ def test_version(capsys, monkeypatch):
 
     code, out, _ = run_cli(["--version"], capsys, monkeypatch)
     assert code == 0 and out.strip() == f"mlmkit {__version__}"
+
+
+def test_a_character_checkpoint_is_a_model_folder_eval_and_predict_take(capsys, monkeypatch, tmp_path):
+    run = tmp_path / "dom"
+    code, _, err = run_cli(["train", "--preset", "domains-tiny", "-o", str(run), "--max-steps", "2",
+                            "--set", "train.max_minutes=null", "--set", "train.save_every=1", "--set", "train.batch_size=16",
+                            "--set", "model.ngram_buckets=64", "--set", "model.head_ngram_buckets=64",
+                            "--set", "data.max_eval_samples=32", "--set", "train.eval_at_start=false",
+                            "--set", "train.progress=false"], capsys, monkeypatch)
+    assert code == 0, err
+    ckpt = run / "checkpoints" / "step-00000001"
+    code, out, err = run_cli(["eval", str(ckpt)], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["eval_targets"] > 0, err
+    code, out, err = run_cli(["predict", str(ckpt), "mai[2].com", "--json"], capsys, monkeypatch)
+    assert code == 0 and len(json.loads(out)["fills"]) == 5, err

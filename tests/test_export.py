@@ -5,6 +5,7 @@ import json
 
 import pytest
 import torch
+import yaml
 
 from mlmkit.config import save_config
 from mlmkit.engine.config import OptimConfig, TrainConfig
@@ -75,9 +76,74 @@ def test_model_card_has_config_data_steps_and_final_metrics(run_dir, tmp_path):
         assert "`corpus.txt`" in text  # data
         assert "- step: 3" in text  # steps
         assert f"| eval_loss | {summary['eval_loss']:.4g} |" in text  # final metrics
-        assert "## Full configuration" in text and "max_length: 128" in text  # config
+        assert "## Reproduce" in text and "max_length: 128" in text  # config, and the command
+        assert (card.parent / "training_config.yaml").read_text() == (run_dir / "config.yaml").read_text()
+        meta = yaml.safe_load(text.split("---")[1])
+        assert meta["library_name"] == "transformers" and "mlmkit" in meta["tags"]
+        metrics = {m["type"]: m["value"] for m in meta["model-index"][0]["results"][0]["metrics"]}
+        assert metrics["loss"] == pytest.approx(summary["eval_loss"], abs=1e-6)
+        assert metrics["perplexity"] == pytest.approx(summary["eval_perplexity"], rel=1e-6)
     assert "pipeline_tag: feature-extraction" in (out / "README.md").read_text()
     assert "pipeline_tag: fill-mask" in (out / "masked-lm" / "README.md").read_text()
+
+
+def test_card_metadata_names_the_base_model_hub_datasets_and_licence():
+    from mlmkit.report.cards import card_metadata
+
+    facts = {"config": {"model": {"init_from": "distilbert-base-uncased"},
+                        "data": {"train": ["imdb", "user/reviews", "data/local.txt", "mlmkit:english"]}},
+             "summary": {}, "final": {}}
+    meta = card_metadata(facts, kind="masked-lm", model_info={"hf": True}, license="apache-2.0")
+    assert meta.base_model == "distilbert-base-uncased" and meta.datasets == ["imdb", "user/reviews"]
+    assert meta.license == "apache-2.0" and meta.pipeline_tag == "fill-mask"
+    facts["config"]["model"]["init_from"] = "./runs/mine/model"  # a local folder is no Hub base model
+    assert card_metadata(facts, kind="encoder", model_info={}, license=None).base_model is None
+
+
+def test_every_checkpoint_is_a_loadable_model_folder(run_dir, tmp_path, capsys, monkeypatch, english_texts):
+    from transformers import AutoModelForMaskedLM
+
+    ckpt = run_dir / "checkpoints" / "step-00000003"
+    model, info = AutoModelForMaskedLM.from_pretrained(ckpt, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    final = AutoModelForMaskedLM.from_pretrained(run_dir / "model")
+    for (name, a), (_, b) in zip(model.state_dict().items(), final.state_dict().items()):
+        assert torch.equal(a, b), name  # step 3 is the last step: the final weights
+    data = tmp_path / "held.txt"
+    data.write_text("\n".join(english_texts[100:140]) + "\n")
+    scores = []
+    for model_arg in (str(ckpt), str(run_dir / "model")):
+        code, out, err = _cli(["eval", model_arg, "--data", str(data), "--max-length", "32"], capsys, monkeypatch)
+        assert code == 0, err
+        scores.append(json.loads(out)["eval_loss"])
+    assert scores[0] == scores[1]
+    exported = export(run_dir, tmp_path / "at3", step=3, license="mit", log=lambda s: None)
+    card = (exported / "README.md").read_text()
+    assert "license: mit" in card and "- step: 3" in card and "intermediate step" in card
+    with pytest.raises(MlmkitError, match=r"no checkpoint of step 7 \(it has: 3\)"):
+        export(run_dir, tmp_path / "at7", step=7, log=lambda s: None)
+
+
+def test_push_to_hub_uploads_the_folder_and_failures_are_one_line(run_dir, tmp_path, monkeypatch, capsys):
+    import huggingface_hub
+
+    calls = []
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, repo_id, **kw: calls.append(("create", repo_id, kw)))
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **kw: calls.append(("upload", kw)))
+    code, _, err = _cli(["export", str(run_dir), str(tmp_path / "p"), "--push-to-hub", "me/tiny", "--private"],
+                        capsys, monkeypatch)
+    assert code == 0, err
+    assert calls[0] == ("create", "me/tiny", {"repo_type": "model", "private": True, "exist_ok": True})
+    assert calls[1][1]["folder_path"] == str(tmp_path / "p") and calls[1][1]["repo_id"] == "me/tiny"
+    assert "https://huggingface.co/me/tiny" in err
+
+    def refuse(self, **kw):
+        raise OSError("401 Client Error: Unauthorized\nInvalid token")
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", refuse)
+    code, _, err = _cli(["export", str(run_dir), str(tmp_path / "q"), "--push-to-hub", "me/tiny"], capsys, monkeypatch)
+    errors = [l for l in err.splitlines() if l.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "Unauthorized" in errors[0] and "folder is complete" in errors[0]
+    assert (tmp_path / "q" / "config.json").is_file()
 
 
 def test_default_export_is_the_masked_lm(run_dir, tmp_path):

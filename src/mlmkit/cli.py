@@ -257,19 +257,25 @@ def _quiet_transformers() -> None:
 
 @app.command()
 def export(
-    run: str = typer.Argument(..., help="Run folder (or its model/ folder)."),
+    run: str = typer.Argument(..., help="Run folder (or its model/ folder, or a checkpoint folder)."),
     out: str = typer.Argument(..., help="Output folder."),
+    step: Optional[int] = typer.Option(None, "--step", help="Export checkpoint N of the run instead of its final model."),
     encoder_only: bool = typer.Option(False, "--encoder-only",
                                       help="OUT holds the encoder without the MLM head (AutoModel); "
                                            "the full masked-LM goes to OUT/masked-lm."),
+    license: Optional[str] = typer.Option(None, "--license", help="Licence for the model card, e.g. apache-2.0."),
+    push_to_hub: Optional[str] = typer.Option(None, "--push-to-hub", help="Upload OUT to this Hub repo (user/name)."),
+    private: bool = typer.Option(False, "--private", help="With --push-to-hub: create the repo private."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty OUT."),
 ):
-    """Write a shareable model folder with a model card (README.md)."""
-    from .export import export as run_export
+    """Write a shareable model folder with a model card (README.md); optionally push it to the Hub."""
+    from .export import export as run_export, push_to_hub as run_push
 
     _quiet_transformers()
-
-    run_export(run, out, encoder_only=encoder_only, overwrite=overwrite, log=_echo)
+    folder = run_export(run, out, encoder_only=encoder_only, overwrite=overwrite, step=step, license=license,
+                        log=_echo)
+    if push_to_hub:
+        run_push(folder, push_to_hub, private=private, log=_echo)
 
 
 @app.command()

@@ -11,6 +11,7 @@ from .errors import MlmkitError
 
 CONFIG_FILE = "config.yaml"
 MODEL_DIR = "model"
+CHECKPOINTS_DIR = "checkpoints"
 SUMMARY_FILE = "summary.json"
 METRICS_FILE = "metrics.jsonl"
 
@@ -65,20 +66,28 @@ def run_and_model_dirs(path: str | Path, model_markers: tuple[str, ...]) -> tupl
     if p.name == MODEL_DIR and (p.parent / CONFIG_FILE).is_file():
         return p.parent, p
     if any((p / m).is_file() for m in model_markers):
-        return None, p
+        # a checkpoint folder (RUN/checkpoints/step-N or best) is a model folder of its run
+        run = p.parent.parent if p.parent.name == CHECKPOINTS_DIR else None
+        return (run if run is not None and (run / CONFIG_FILE).is_file() else None), p
     raise MlmkitError(f"{p}: not a run folder (no model/ inside) or a model folder (no config.json); "
                       "has the run finished?")
 
 
-def run_facts(run_dir: Path | None) -> dict[str, Any]:
-    """config (dict), summary (dict) and final metrics (dict) of a run; empty where unknown."""
+def run_facts(run_dir: Path | None, step: int | None = None) -> dict[str, Any]:
+    """config (dict), summary (dict) and final metrics (dict) of a run; empty where unknown.
+    With `step` (a checkpoint's), the summary and metrics are those of that step: the summary
+    holds the step only, the metrics are the evaluation at that step or the last before it."""
     facts: dict[str, Any] = {"config": read_run_config(run_dir), "summary": {}, "final": {}}
     if run_dir is None:
         return facts
-    if (run_dir / SUMMARY_FILE).is_file():
+    if (run_dir / SUMMARY_FILE).is_file() and step is None:
         facts["summary"] = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    if step is not None:
+        facts["summary"] = {"step": step, "stopped": "checkpoint (an intermediate step of the run)"}
     if (run_dir / METRICS_FILE).is_file():
         evals = [r for r in read_jsonl(run_dir / METRICS_FILE) if "eval_loss" in r]
+        if step is not None:
+            evals = [r for r in evals if r.get("step", 0) <= step]
         if evals:
             facts["final"] = next((r for r in reversed(evals) if r.get("final")), evals[-1])
     return facts

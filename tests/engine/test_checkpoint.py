@@ -119,3 +119,23 @@ def test_resume_from_a_named_checkpoint(run, tiny_tokenizer, english_texts):
     assert "resumed from step-00000002 (step 2, epoch 0, batch 2)" in logs
     with pytest.raises(MlmkitError, match="cannot resume from .*nope: no such checkpoint folder"):
         _run(run, tiny_tokenizer, english_texts, resume=str(run / "nope"))
+
+
+def test_a_wrapped_model_is_saved_under_its_inner_names_and_old_checkpoints_still_load(tmp_path):
+    class Wrapper(torch.nn.Module):  # like token_mlm's SparseMLM around a transformers model
+        def __init__(self):
+            super().__init__()
+            self.model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+
+    torch.manual_seed(0)
+    a, b = Wrapper(), Wrapper()
+    new = ckpt_io.save_checkpoint(tmp_path / "new", 1, a, None, None, {"step": 1}, best=True, submodule="model")
+    old = ckpt_io.save_checkpoint(tmp_path / "old", 1, a, None, None, {"step": 1}, best=True)  # before submodule
+    from safetensors import safe_open
+
+    with safe_open(str(new / "model.safetensors"), "pt") as f:
+        assert sorted(f.keys()) == ["0.bias", "0.weight", "1.bias", "1.weight"]
+    for ckpt in (new, old):
+        ckpt_io.load_weights(ckpt, b, submodule="model")
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+        torch.nn.init.zeros_(b.model[0].weight)

@@ -90,6 +90,13 @@ def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: C
                     mcfg: CharModelConfig, masking: CharMaskingConfig) -> None:
     from safetensors.torch import save_model
 
+    save_char_meta(model, path, alphabet, data, mcfg, masking)
+    save_model(model, str(Path(path) / WEIGHTS_NAME))
+
+
+def save_char_meta(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,
+                   mcfg: CharModelConfig, masking: CharMaskingConfig) -> None:
+    """The folder's config and alphabet: all but the weights (a checkpoint has those already)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     meta = {
@@ -103,7 +110,6 @@ def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: C
     }
     (path / CONFIG_NAME).write_text(json.dumps(meta, indent=1, default=str), encoding="utf-8")
     alphabet.save(path / ALPHABET_NAME)
-    save_model(model, str(path / WEIGHTS_NAME))
 
 
 @dataclass

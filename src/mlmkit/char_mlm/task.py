@@ -52,7 +52,7 @@ from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_vali
 from .encoders import ngram_tables
 from .heads import span_loss
 from .masking import make_batch
-from .model import CharMLMModel, save_char_model
+from .model import CharMLMModel, save_char_meta, save_char_model
 
 
 # The random streams of a run, mixed with (seed, epoch, ...) by the one seed mixer `util.mix_seed`.
@@ -155,6 +155,9 @@ class SpanTask(TaskBase):
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, model: nn.Module, path: Path) -> None:
         save_char_model(unwrap(model), path, self.alphabet, self.data_cfg, self.model_cfg, self.mask_cfg)
+
+    def model_files(self, model: nn.Module, path: Path) -> None:
+        save_char_meta(unwrap(model), path, self.alphabet, self.data_cfg, self.model_cfg, self.mask_cfg)
 
 
 class CharMLMTask(SpanTask):

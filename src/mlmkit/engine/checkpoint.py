@@ -24,7 +24,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -103,10 +103,13 @@ def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scaler,
                     trainer_state: dict[str, Any], keep: int = 2, *, sharded: bool = False,
-                    best: bool = False) -> Path:
+                    best: bool = False, model_files: Callable[[Path], None] | None = None,
+                    submodule: str = "") -> Path:
     """Write checkpoint `step` under `root`; `sharded`: the model is FSDP-sharded; `best`: write
-    the model weights alone to `root/best` (replacing the previous best, never rotated). In a
-    distributed run every rank must call this (see the module docstring)."""
+    the model weights alone to `root/best` (replacing the previous best, never rotated);
+    `model_files(folder)` adds what makes the weights a loadable model folder (`Task.model_files`);
+    `submodule`: the weights are that submodule's, under its own names (`Task.saved_submodule`).
+    In a distributed run every rank must call this (see the module docstring)."""
     root = Path(root)
     final = root / (BEST if best else f"step-{step:08d}")
     if best:
@@ -119,10 +122,14 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
         rngs = [None] * dist.get_world_size()
         dist.all_gather_object(rngs, rng_state())
     model_sd, optim_sd = _full_state(model, optimizer) if sharded else (None, None)
+    if model_sd is not None and submodule:
+        model_sd = {k.removeprefix(submodule + "."): v for k, v in model_sd.items()}
+    elif submodule:
+        model = model.get_submodule(submodule)
     error = None
     if rank == 0:
         error = _write(root, final, step, model, optimizer, scaler, trainer_state, keep,
-                       rngs, model_sd, optim_sd)
+                       rngs, model_sd, optim_sd, model_files)
     if dist:
         box = [error]
         dist.broadcast_object_list(box, src=0)
@@ -133,7 +140,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
 
 
 def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer_state, keep,
-           rngs, model_sd, optim_sd) -> str | None:
+           rngs, model_sd, optim_sd, model_files=None) -> str | None:
     """Rank 0's part of `save_checkpoint`; returns an error message instead of raising."""
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -147,6 +154,8 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
             optim_sd = None if optimizer is None else optimizer.state_dict()
         else:
             _save_tensors(model_sd, tmp / "model.safetensors")
+        if model_files is not None:
+            model_files(tmp)
         if optim_sd is not None:
             torch.save(optim_sd, tmp / "optimizer.pt")
         # "rng" is rank 0's (and the only one of a single-process run); "rng_per_rank" lets
@@ -248,22 +257,29 @@ def latest_valid(root: Path, log=print) -> Path | None:
     return next(iter_valid(root, log), None)
 
 
-def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False) -> None:
-    """Only the model weights of checkpoint `ckpt` (e.g. `best`), into `model`."""
+def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, submodule: str = "") -> None:
+    """Only the model weights of checkpoint `ckpt` (e.g. `best`), into `model` (`submodule`: as
+    `save_checkpoint`; checkpoints of older mlmkit versions hold the whole model's names)."""
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
+        whole = not submodule or any(k.startswith(submodule + ".") for k in f.keys())
     if sharded:
         from safetensors.torch import load_file
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
+        state = load_file(str(ckpt / "model.safetensors"))
+        if not whole:
+            state = {f"{submodule}.{k}": v for k, v in state.items()}
         # strict=False: a tied weight is stored once (see `_save_tensors`) and loading it
         # through either name restores both.
-        set_model_state_dict(model, load_file(str(ckpt / "model.safetensors")),
-                             options=StateDictOptions(full_state_dict=True, strict=False))
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
     else:
-        load_model(model, str(ckpt / "model.safetensors"))
+        load_model(model if whole else model.get_submodule(submodule), str(ckpt / "model.safetensors"))
 
 
 def load_checkpoint(ckpt: Path, model: torch.nn.Module, optimizer, scaler, *,
-                    sharded: bool = False) -> dict[str, Any]:
+                    sharded: bool = False, submodule: str = "") -> dict[str, Any]:
     """Restore model, optimiser, scaler and this rank's RNG state; returns the trainer state.
     `sharded`: the model is FSDP-sharded (every rank reads the full files and keeps its shard)."""
     extra = torch.load(ckpt / "rng.pt", weights_only=True, map_location="cpu")
@@ -271,7 +287,7 @@ def load_checkpoint(ckpt: Path, model: torch.nn.Module, optimizer, scaler, *,
         raise MlmkitError(f"checkpoint {ckpt} was written {'with' if extra.get('sharded') else 'without'} "
                           "FSDP; resume it with the same train.strategy")
     optim_sd = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu")
-    load_weights(ckpt, model, sharded=sharded)
+    load_weights(ckpt, model, sharded=sharded, submodule=submodule)
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 

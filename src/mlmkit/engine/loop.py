@@ -159,6 +159,7 @@ class Trainer:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = self._place_model()
+        self.submodule = getattr(self.task, "saved_submodule", "")  # optional in the Task contract
         groups = getattr(self.task, "param_groups", lambda m: [])(self.model)
         self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, groups)
         self.sparse_params = [p for p in self.model.parameters() if id(p) in sparse_parameters(self.model)]
@@ -213,7 +214,7 @@ class Trainer:
             error = ""
             try:
                 saved = ckpt_io.load_checkpoint(Path(found), self.model, self.optimizer, self.scaler,
-                                                sharded=self.dist.fsdp)
+                                                sharded=self.dist.fsdp, submodule=self.submodule)
             except Exception as e:  # a file that verified but does not load (wrong shapes, ...)
                 error = f"{type(e).__name__}: {one_line(e)}"
             if self._finite(math.nan if error else 0.0):  # (all ranks loaded it)
@@ -527,7 +528,8 @@ class Trainer:
         state.evals_without_improvement = 0
         if self.keep_best:
             ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
-                                    sharded=self.dist.fsdp, best=True)
+                                    sharded=self.dist.fsdp, best=True, model_files=self._model_files,
+                                    submodule=self.submodule)
         return True
 
     def _improved(self, value: float | None) -> bool:
@@ -572,8 +574,14 @@ class Trainer:
         # Collective under DDP/FSDP (every rank calls it; rank 0 writes); a write error is
         # raised on every rank as one MlmkitError.
         ckpt_io.save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizer, self.scaler,
-                                self.state.to_json(), keep=self.cfg.keep_checkpoints, sharded=self.dist.fsdp)
+                                self.state.to_json(), keep=self.cfg.keep_checkpoints, sharded=self.dist.fsdp,
+                                model_files=self._model_files, submodule=self.submodule)
         self.saved_step = self.state.step
+
+    def _model_files(self, folder: Path) -> None:
+        hook = getattr(self.task, "model_files", None)  # optional in the Task contract
+        if hook is not None:
+            hook(self.model, folder)
 
     # ------------------------------------------------------------------------ finish
     def _finish(self) -> dict[str, Any]:
@@ -586,7 +594,7 @@ class Trainer:
             return {"stopped": self.stop_reason, "step": state.step}
         best = self.ckpt_dir / ckpt_io.BEST
         if self.keep_best and state.best_eval is not None and state.best_step != state.step and best.is_dir():
-            ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp)
+            ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp, submodule=self.submodule)
             self._log(f"restored the weights of step {state.best_step} (best {self.cfg.best_metric})")
         final_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
         if final_eval:

@@ -97,6 +97,10 @@ class TaskBase:
     """Defaults for the optional parts of a task."""
 
     world_size: int = 1  # ranks the task splits its batches over (the engine warns if it does not)
+    # The submodule of `model` whose weights make the saved model (a wrapper such as token_mlm's
+    # SparseMLM saves its inner transformers model): checkpoints store the weights under its
+    # names, so a checkpoint folder loads with `from_pretrained`. "" for the model itself.
+    saved_submodule: str = ""
 
     def param_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
         """Parameters to optimise apart (own LR multiplier / weight decay); [] for none."""
@@ -105,6 +109,11 @@ class TaskBase:
     def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
         """Metrics from the summed evaluation counts (`loss_sum`, `targets`, `correct`, extras)."""
         return standard_metrics(totals)
+
+    def model_files(self, model: torch.nn.Module, path: Path) -> None:
+        """Write, beside a checkpoint's weights, what makes the checkpoint folder a loadable model
+        folder (config, tokenizer or alphabet; not the weights), so that `from_pretrained` and
+        `mlmkit eval` take any checkpoint. Nothing by default."""
 
     def sample_text(self, model: torch.nn.Module, n: int) -> str | None:
         """A few validation examples as text (Original / Masked / Predicted), logged at each

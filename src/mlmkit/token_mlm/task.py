@@ -62,6 +62,7 @@ class TokenMLMTask(TaskBase):
         # The trainer wraps `self.model` (DDP, FSDP, compile), so it must be the module whose
         # forward computes the sparse logits; the masked-LM itself is `self.model.model`.
         self.model = model if isinstance(model, SparseMLM) else SparseMLM(model, sparse=sparse)
+        self.saved_submodule = "model"  # SparseMLM.model: the transformers model
         self.tokenizer = tokenizer
         self.train = train
         self.validation = validation
@@ -202,6 +203,12 @@ class TokenMLMTask(TaskBase):
         # default, and any other model (EncoderForMaskedLM) need not accept transformers' keywords.
         unwrap(model).save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+    def model_files(self, model, path: Path) -> None:
+        config = getattr(unwrap(model).get_submodule(self.saved_submodule), "config", None)
+        if hasattr(config, "save_pretrained"):  # transformers models (not a bare EncoderForMaskedLM)
+            config.save_pretrained(path)
+            self.tokenizer.save_pretrained(path)
 
     def sample_text(self, model, n: int) -> str | None:
         from .samples import eval_samples_text
