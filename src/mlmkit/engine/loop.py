@@ -32,7 +32,7 @@ import torch
 from ..errors import MlmkitError
 from ..util import one_line
 from ..report.loggers import build_loggers
-from ..report.progress import progress_bar, write as progress_write
+from ..report.progress import budgeted_total, progress_bar, write as progress_write
 from ..runs import METRICS_FILE, MODEL_DIR, SUMMARY_FILE
 from . import checkpoint as ckpt_io
 from .config import OptimConfig, TrainConfig
@@ -321,6 +321,7 @@ class Trainer:
         if self.state.step == 0 and self.cfg.eval_at_start:
             self._evaluate_start()
         self.t_start = time.perf_counter()
+        self.first_step = self.state.step
         with GracefulExit() as graceful:
             try:
                 while not self._out_of_budget():
@@ -473,6 +474,12 @@ class Trainer:
         distributed = result.global_tokens is not None
         state.tokens += int(result.global_tokens) if distributed else result.tokens
         state.targets += int(result.global_targets) if distributed else result.targets
+        if self.budget_s is not None:  # a time budget: the bar's total is where it will end
+            steps_timed = state.step - self.first_step
+            total = budgeted_total(state.step, steps_timed, time.perf_counter() - self.t_start,
+                                   self.budget_s - self._elapsed(), self.total_steps)
+            if total != self.bar.total:
+                self.bar.total = total
         self.bar.update(1)
         w.loss_sum += result.loss_sum
         w.targets += result.targets

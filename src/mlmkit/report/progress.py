@@ -20,4 +20,15 @@ def progress_bar(**kwargs) -> tqdm:
     return tqdm(**kwargs)
 
 
+def budgeted_total(step: int, steps_timed: int, seconds: float, seconds_left: float,
+                   max_steps: int | None) -> int | None:
+    """The step a time budget will end at, for the bar's total (and so its ETA): `step` plus the
+    steps `seconds_left` allows at the rate measured so far (`steps_timed` steps in `seconds`),
+    capped by `max_steps`. None (no total) until there is a rate and no step limit to fall back on."""
+    if steps_timed <= 0 or seconds <= 0:
+        return max_steps
+    estimate = step + max(int(seconds_left * steps_timed / seconds), 0)
+    return estimate if max_steps is None else min(max_steps, estimate)
+
+
 write = tqdm.write
