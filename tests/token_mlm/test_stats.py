@@ -37,7 +37,7 @@ def test_exact_numbers_on_three_records(tmp_path, tiny_tokenizer):
     assert r["read"] == "read 3 records, ignored 1 empty lines"
     text = "\n".join(format_token_stats(r))
     assert "records over max_length  2 (66.67%) have more than 6 tokens" in text
-    assert "UNK rate ([UNK])  3.03% (1 tokens)" in text
+    assert "UNK rate ([UNK])  3.03% (1 of 33)" in text
 
 
 def test_a_scratch_run_trains_its_tokenizer_once_and_caches_it_for_train(tmp_path):
@@ -57,7 +57,7 @@ def test_sample_cap_is_said_in_the_output(tmp_path, tiny_tokenizer):
     cfg = _cfg(tmp_path, f"tokenizer.name_or_path={tmp_path / 'tok'}")
     r = token_stats(cfg, log=lambda s: None, progress=False, sample=2, vocab_sizes=[100])
     assert r["vocab_sweep"]["sample_records"] == 2 and r["vocab_sweep"]["sample_capped"]
-    assert "the first 2 records (cap 2)" in "\n".join(format_token_stats(r))
+    assert "the first 2 records: at most --sample 2 records" in "\n".join(format_token_stats(r))
 
 
 def test_padding_window_holds_at_most_one_window():

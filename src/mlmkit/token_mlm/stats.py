@@ -36,7 +36,7 @@ BATCH = 1000  # records per tokenizer call
 BUCKET_WINDOW = 64  # batches sorted by length together (as TokenMLMTask._plan does)
 
 
-def stats_tokenizer(cfg, sample: int, *, log: Callable[[str], None], progress: bool):
+def stats_tokenizer(cfg, sample: int, *, log: Callable[[str], None]):
     """The run's tokenizer and a line saying where it comes from: `tokenizer.name_or_path` or the
     `init_from` checkpoint's; else the one `train` cached for this data and settings; else one
     trained now on the first records of the training side (cached when that is the run's own)."""
@@ -54,7 +54,7 @@ def stats_tokenizer(cfg, sample: int, *, log: Callable[[str], None], progress: b
     texts = list(itertools.islice(training_texts(d), cap)) or list(itertools.islice(
         training_texts(d, held_out_too=True), cap))
     tok = train_tokenizer(texts, kind=t.kind, vocab_size=t.vocab_size, min_frequency=t.min_frequency,
-                          lowercase=t.lowercase, model_max_length=d.max_length, show_progress=progress)
+                          lowercase=t.lowercase, model_max_length=d.max_length, show_progress=False)
     if len(texts) < cap or cap == t.train_samples:  # what `train` would train: cache it for `train`
         save_atomically(tok, cached)
         return tok, f"{t.kind} {t.vocab_size} trained on {len(texts):,} records (the run's; cached)"
@@ -203,7 +203,7 @@ def token_stats(cfg, *, log: Callable[[str], None] = print, progress: bool = Tru
     if not d.train:
         raise ConfigError("config key 'data.train': no data given (mlmkit stats DATA)")
     sample = sample or DEFAULT_SAMPLE
-    tokenizer, tok_source = stats_tokenizer(cfg, sample, log=log, progress=progress)
+    tokenizer, tok_source = stats_tokenizer(cfg, sample, log=log)
     scan, read = TokenScan(cfg, tokenizer, sample), ReadStats()
     records = iter_records(d.train, text_column=d.text_column, fmt=d.format, on_bad=d.on_bad_record, stats=read,
                            hf_split=d.hf_split, hf_config=d.hf_config, hf_data_files=d.hf_data_files)
@@ -243,6 +243,7 @@ def _result(cfg, scan: TokenScan, read: ReadStats, tokenizer, tok_source, packed
         "unk_tokens": scan.unk, "unk_rate": _share(scan.unk, scan.tokens),
         "lengths": {k: h[k].summary() for k in ("tokens", "words", "characters")},
         "max_length": d.max_length, "mode": d.mode, "batch_size": cfg.train.batch_size, **packed,
+        "min_frequency": cfg.tokenizer.min_frequency,
         "vocab_sweep": {"sample_records": len(scan.sample), "sample_cap": sample,
                         "sample_capped": len(scan.sample) < scan.records, "rows": sweep},
         "histograms": panels,
@@ -257,7 +258,7 @@ def format_token_stats(r: dict[str, Any]) -> list[str]:
                        ("words", r["words"]), ("tokens", r["tokens"]),
                        ("tokens / word", r["tokens_per_word"]),
                        (f"UNK rate ({r['tokenizer']['unk_token']})", f"{pct(r['unk_tokens'], r['tokens'])} "
-                        f"({num(r['unk_tokens'])} tokens)")])
+                        f"({num(r['unk_tokens'])} of {num(r['tokens'])})")])
     out += ["", "per record:"]
     out += table(["", "min", "mean", "median", "p90", "p99", "max"],
                  [[k] + list(r["lengths"][k].values()) for k in ("tokens", "words", "characters")])
@@ -274,10 +275,14 @@ def format_token_stats(r: dict[str, Any]) -> list[str]:
                         f"{'kept' if grp['tail_kept'] else 'dropped'}")])
     sw = r["vocab_sweep"]
     if sw["rows"]:
-        capped = (f"the first {num(sw['sample_records'])} records (cap {num(sw['sample_cap'])})"
+        capped = (f"the first {num(sw['sample_records'])} records: at most --sample {num(sw['sample_cap'])} "
+                  f"records and {num(SAMPLE_CHARS)} characters"
                   if sw["sample_capped"] else f"all {num(sw['sample_records'])} records")
         out += ["", f"vocabulary size (trained and measured on {capped}):"]
         out += table(["tokenizer", "vocab", "tokens", "tokens/word", "UNK"],
                      [[w["tokenizer"], w["vocab"], w["tokens"], w["tokens_per_word"], pct(w["unk_rate"], 1)]
                       for w in sw["rows"]])
+        if any(w["vocab"] < int(w["tokenizer"].split()[-1]) for w in sw["rows"][1:]):
+            out.append("  (a vocabulary smaller than asked: the sample has no more pieces of min_frequency "
+                       f"{r['min_frequency']})")
     return out
