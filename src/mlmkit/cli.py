@@ -179,6 +179,36 @@ def prepare(
     typer.echo(family(cfg.task).prepare(cfg, log=_echo, progress=cfg.train.progress))
 
 
+@app.command()
+def stats(
+    data: Optional[List[str]] = typer.Argument(None, help="Data (data.train): file, folder, glob or hub dataset."),
+    preset: Optional[str] = PRESET, config: Optional[str] = CONFIG, sets: Optional[List[str]] = SETS,
+    init_from: Optional[str] = INIT_FROM,
+    plot: Optional[str] = typer.Option(None, "--plot", help="PNG of the length histograms (max_length marked)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    sample: Optional[int] = typer.Option(None, "--sample", min=1,
+                                         help="Records the costly parts read (tokenizer training, vocabulary "
+                                              "sweep; character data: the duplicate check)."),
+    vocab_sizes: Optional[str] = typer.Option(None, "--vocab-sizes",
+                                              help="Token data: vocabulary sizes to compare, e.g. 8000,16000 "
+                                                   "(default 8192,16384,32768; 0 or '' for none)."),
+):
+    """Look at a corpus before training on it: sizes, length distributions against max_length,
+    padding, UNK rate, vocabulary sizes (token data); validity, lengths, TLDs, alphabet (names)."""
+    from .families import family
+
+    cfg = _run_config(preset, config, sets, {"data.train": list(data or []), "model.init_from": init_from})
+    sizes = None if vocab_sizes is None else [int(v) for v in vocab_sizes.replace(",", " ").split() if int(v) > 0]
+    fam = family(cfg.task)
+    result = fam.stats(cfg, log=_echo, progress=cfg.train.progress, sample=sample, vocab_sizes=sizes)
+    panels = result.pop("histograms", [])
+    if plot:
+        from .report.stats import plot_histograms
+
+        _echo(f"wrote {plot_histograms(panels, plot, title=', '.join(cfg.data.train))}")
+    typer.echo(json.dumps(result, indent=2, ensure_ascii=False) if as_json else "\n".join(fam.format_stats(result)))
+
+
 @app.command("eval")
 def eval_cmd(
     model: str = typer.Argument(..., help="Model folder, run folder or hub name."),

@@ -1,6 +1,6 @@
 """What a model family is to the rest of mlmkit: one object per family (`token_mlm.FAMILY`,
 `char_mlm.FAMILY`), looked up in the registry (`families.py`). The commands (train, eval,
-predict, show, export, finetune) ask it for everything family-specific, so none of them
+predict, show, export, finetune, stats) ask it for everything family-specific, so none of them
 branches on the family."""
 
 from __future__ import annotations
@@ -35,6 +35,18 @@ class Family:
 
     def prepare(self, cfg, *, log: Callable[[str], None], progress: bool) -> str:
         """Do the run's one-off data preparation now (`mlmkit prepare`); a line saying what was done."""
+        raise NotImplementedError
+
+    def stats(self, cfg, *, log: Callable[[str], None], progress: bool, sample: int | None = None,
+              vocab_sizes: list[int] | None = None) -> dict[str, Any]:
+        """Statistics of the run's training data (`mlmkit stats`), JSON-ready, computed in one
+        streaming pass (constant memory); `sample` caps the records the costly parts read,
+        `vocab_sizes` the tokenizers compared (families without a tokenizer ignore it). The key
+        "histograms" holds the panels `report.stats.plot_histograms` draws."""
+        raise NotImplementedError
+
+    def format_stats(self, result: dict[str, Any]) -> list[str]:
+        """The lines `mlmkit stats` prints for `stats`'s result."""
         raise NotImplementedError
 
     def owns_model_dir(self, path: Path) -> bool:

@@ -15,6 +15,7 @@ Pipeline order:
     predict.py   fill holes in name patterns
     samples.py   Original / Masked / Predicted
     export.py    the full model, or the encoder alone, with a model card
+    stats.py     `mlmkit stats`: the names before training
     classify.py  a sequence classifier on the encoder (`mlmkit finetune`)
 """
 
@@ -37,6 +38,16 @@ class CharFamily(Family):
 
     def prepare(self, cfg, *, log, progress):
         return "nothing to prepare: character data is streamed from its files (read in chunks) as it trains"
+
+    def stats(self, cfg, *, log, progress, sample=None, vocab_sizes=None):
+        from .stats import char_stats
+
+        return char_stats(cfg, log=log, progress=progress, sample=sample, vocab_sizes=vocab_sizes)
+
+    def format_stats(self, result):
+        from .stats import format_char_stats
+
+        return format_char_stats(result)
 
     def owns_model_dir(self, path: Path) -> bool:
         from .model import is_char_model_dir

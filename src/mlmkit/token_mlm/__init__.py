@@ -15,6 +15,7 @@ Pipeline order:
     predict.py     fill-mask
     samples.py     Original / Masked / Predicted
     export.py      Hugging Face folders with a model card
+    stats.py       `mlmkit stats`: the corpus before training
     classify.py    a sequence classifier on the encoder (`mlmkit finetune`)
 """
 
@@ -42,6 +43,16 @@ class TokenFamily(Family):
         splits = p.meta["splits"]
         return (f"{p.folder}: {splits['train']['sequences']:,} training sequences ({splits['train']['tokens']:,} "
                 f"tokens), {splits['validation']['sequences']:,} validation sequences")
+
+    def stats(self, cfg, *, log, progress, sample=None, vocab_sizes=None):
+        from .stats import token_stats
+
+        return token_stats(cfg, log=log, progress=progress, sample=sample, vocab_sizes=vocab_sizes)
+
+    def format_stats(self, result):
+        from .stats import format_token_stats
+
+        return format_token_stats(result)
 
     def owns_model_dir(self, path: Path) -> bool:
         return True  # the registry asks the other families first: anything else is a transformers model
