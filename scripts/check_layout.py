@@ -13,7 +13,7 @@ Layers, lowest first (a module may import its own layer and the ones below):
     3  engine/*
     4  token_mlm/*, char_mlm/*          (siblings: neither imports the other)
     5  families
-    6  finetune/*, export, show
+    6  finetune/*, export, show, api
     7  cli, __init__, __main__
 """
 
@@ -32,7 +32,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("token_mlm", "char_mlm"),
     ("families",),
-    ("finetune", "export", "show"),
+    ("finetune", "export", "show", "api"),
     ("cli", "__init__", "__main__"),
 ]
 SIBLINGS = {"token_mlm", "char_mlm"}

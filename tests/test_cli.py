@@ -2,6 +2,7 @@
 predicts, and its folder works in transformers' pipeline("fill-mask")."""
 
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -188,3 +189,16 @@ def test_a_character_checkpoint_is_a_model_folder_eval_and_predict_take(capsys, 
     assert code == 0 and json.loads(out)["eval_targets"] > 0, err
     code, out, err = run_cli(["predict", str(ckpt), "mai[2].com", "--json"], capsys, monkeypatch)
     assert code == 0 and len(json.loads(out)["fills"]) == 5, err
+
+
+def test_shell_completion_completes_commands_and_options():
+    import os
+    import subprocess
+    import sys
+
+    def complete(words, cword):
+        env = dict(os.environ, COMP_WORDS=words, COMP_CWORD=str(cword), _MLMKIT_COMPLETE="complete_bash")
+        script = Path(sys.executable).parent / "mlmkit"  # the installed entry point: completion keys on its name
+        return subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120).stdout.split()
+    assert complete("mlmkit ex", 1) == ["export"]
+    assert complete("mlmkit export run out --pu", 4) == ["--push-to-hub"]

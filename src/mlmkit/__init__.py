@@ -2,7 +2,11 @@
 
 Python API (the CLI is a thin layer over it):
 
-    from mlmkit import resolve_config, build_task, train
+    import mlmkit
+    summary = mlmkit.train(preset="scratch-tiny", data=["corpus.txt"], output_dir="runs/mine",
+                           overrides=["train.max_steps=200"])      # exactly `mlmkit train`
+
+    from mlmkit import resolve_config, build_task, train        # or step by step
     cfg = resolve_config(preset="scratch-tiny", overrides=["data.train=corpus.txt"])
     summary = train(build_task(cfg), cfg.train, cfg.optim)
 
@@ -10,7 +14,8 @@ Any encoder module can be pre-trained with `EncoderForMaskedLM` and `TokenMLMTas
 """
 
 from .char_mlm.task import CharMLMTask
-from .engine import LossOutput, OptimConfig, Task, TaskBase, TrainConfig, evaluate, train
+from .api import train, train_run
+from .engine import LossOutput, OptimConfig, Task, TaskBase, TrainConfig, evaluate
 from .families import build_config, build_task, resolve_config
 from .token_mlm.config import TokenConfig
 from .token_mlm.heads import EncoderForMaskedLM, MaskedLMHead
@@ -22,7 +27,7 @@ from .char_mlm.config import CharConfig
 __version__ = "0.1.0"
 
 __all__ = [
-    "resolve_config", "build_config", "build_task", "train", "evaluate", "TokenConfig", "CharConfig",
+    "resolve_config", "build_config", "build_task", "train", "train_run", "evaluate", "TokenConfig", "CharConfig",
     "TrainConfig", "OptimConfig", "Task", "TaskBase", "LossOutput", "MaskedBatch", "TokenMasker",
     "EncoderForMaskedLM", "MaskedLMHead", "build_model", "load_model", "masked_logits", "TokenMLMTask",
     "build_token_task", "CharMLMTask",

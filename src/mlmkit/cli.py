@@ -16,7 +16,7 @@ import typer
 
 from .errors import MlmkitError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Masked-language-model pre-training: token-level and character-level.")
 _state = {"debug": False}
 
@@ -52,19 +52,6 @@ OUTPUT = typer.Option(None, "--output", "-o", help="Run folder (train.output_dir
 INIT_FROM = typer.Option(None, "--init-from", help="Checkpoint to continue pre-training (hub name or folder).")
 
 
-def _run_config(preset, config, sets, flags: dict):
-    """The run config: preset <- file <- --set <- the command's own flags ({"section.key": value},
-    those left unset skipped)."""
-    from .families import resolve_config
-
-    extra: dict = {}
-    for dotted, value in flags.items():
-        if value is not None and value != []:
-            section, key = dotted.split(".")
-            extra.setdefault(section, {})[key] = value
-    return resolve_config(preset, config, sets, extra)
-
-
 @app.command()
 def train(
     preset: Optional[str] = PRESET, config: Optional[str] = CONFIG, sets: Optional[List[str]] = SETS,
@@ -83,85 +70,18 @@ def train(
                                            help="Under torchrun: ddp (default) or fsdp (train.strategy)."),
 ):
     """Pre-train (from scratch or continued) and save a Hugging Face model folder."""
-    from .config import save_config
-    from .engine.loop import train as run_training
-    from .families import build_task
+    from .api import run_training
 
     flags = {"data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
              "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
              "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy,
              "train.seed": seed}
-    cfg = _run_config(preset, config, sets, flags)
     resume_mode = resume_from or ("auto" if auto_resume else resume)
-    if resume_mode:
-        cfg = _resume_config(cfg, preset, config, sets, flags)
-    rank0 = int(os.environ.get("RANK", 0)) == 0
-    log = _echo if rank0 else (lambda s: None)
-    if rank0:
-        _claim_run_folder(Path(cfg.train.output_dir), resume=bool(resume_mode), overwrite=overwrite)
-        save_config(cfg, Path(cfg.train.output_dir) / "config.yaml")
-    task = build_task(cfg, log=log, progress=cfg.train.progress and rank0, resume=bool(resume_mode))
-    summary = run_training(task, cfg.train, cfg.optim, resume=resume_mode, log=log)
-    if rank0:
+    summary = run_training(preset, config, sets, flags, resume=resume_mode, overwrite=overwrite, log=_echo)
+    if summary is not None:
         typer.echo(json.dumps(summary, indent=2))
         if "model_dir" in summary:  # absent when a signal stopped the run before the end
             _echo(f"model saved to {summary['model_dir']}")
-
-
-def _resume_config(cfg, preset, config, sets, flags):
-    """A resumed run's config: its saved config.yaml (with --set and the command's flags on top when
-    no --preset / --config is given); a change to a key that decides what the model learns or in what
-    order is refused."""
-    from .config import to_dict
-    from .runs import changed_on_resume, read_run_config
-
-    run = Path(cfg.train.output_dir)
-    saved = read_run_config(run)
-    if not saved:
-        return cfg
-    if not preset and not config:
-        cfg = _saved_plus(saved, sets, flags)
-    changed = changed_on_resume(saved, to_dict(cfg))
-    if changed:
-        shown = ", ".join(f"{k} ({_get(saved, k)!r} -> {_get(to_dict(cfg), k)!r})" for k in changed[:4])
-        raise MlmkitError(f"--resume: the config differs from the run's in {shown}"
-                          f"{' and more' if len(changed) > 4 else ''}: it would not continue the same run "
-                          "(start a new run, or keep these keys)")
-    return cfg
-
-
-def _saved_plus(saved: dict, sets, flags: dict):
-    from .config import deep_merge, parse_override
-    from .families import build_config
-
-    raw = dict(saved)
-    for item in sets or []:
-        raw = deep_merge(raw, parse_override(item))
-    for dotted, value in flags.items():
-        if value is not None and value != []:
-            section, key = dotted.split(".")
-            raw = deep_merge(raw, {section: {key: value}})
-    return build_config(raw)
-
-
-def _get(d: dict, dotted: str):
-    for part in dotted.split("."):
-        d = d.get(part) if isinstance(d, dict) else None
-    return d
-
-
-def _claim_run_folder(run: Path, *, resume: bool, overwrite: bool) -> None:
-    """A new run starts in a new or empty folder (or one `--overwrite` clears), never on top of
-    another run's metrics, checkpoints and tokenizer."""
-    from .runs import clear_run, run_in_use
-
-    used = run_in_use(run)
-    if used and overwrite:
-        clear_run(run)
-    elif used and not resume:
-        raise MlmkitError(f"{run} already holds a run ({', '.join(used)}): continue it with --resume, or start it "
-                          "again with --overwrite")
-    run.mkdir(parents=True, exist_ok=True)
 
 
 @app.command()
@@ -174,7 +94,9 @@ def prepare(
     settings then starts at once, on every rank and every resume."""
     from .families import family
 
-    cfg = _run_config(preset, config, sets, {"data.train": list(data or []), "data.validation": list(validation or []),
+    from .api import run_config
+
+    cfg = run_config(preset, config, sets, {"data.train": list(data or []), "data.validation": list(validation or []),
                                              "train.output_dir": output, "model.init_from": init_from})
     typer.echo(family(cfg.task).prepare(cfg, log=_echo, progress=cfg.train.progress))
 
@@ -197,7 +119,9 @@ def stats(
     padding, UNK rate, vocabulary sizes (token data); validity, lengths, TLDs, alphabet (names)."""
     from .families import family
 
-    cfg = _run_config(preset, config, sets, {"data.train": list(data or []), "model.init_from": init_from})
+    from .api import run_config
+
+    cfg = run_config(preset, config, sets, {"data.train": list(data or []), "model.init_from": init_from})
     sizes = None if vocab_sizes is None else [int(v) for v in vocab_sizes.replace(",", " ").split() if int(v) > 0]
     fam = family(cfg.task)
     result = fam.stats(cfg, log=_echo, progress=cfg.train.progress, sample=sample, vocab_sizes=sizes)
