@@ -48,7 +48,8 @@ def prepare_tagging(path: str, data: list[str], cfg, log) -> Prepared:
     encoded = [encode_tagged(clf, part, tag_id) for part in (train_s, val_s, test_s)]
     cut = sum(e[2] for e in encoded)
     if cut:
-        log(f"{cut} words past --max-length {cfg.max_length} sub-tokens are cut off (neither trained on nor scored)")
+        log(f"{cut} words have no sub-token within --max-length {cfg.max_length} (cut off, or empty once "
+            "tokenised): neither trained on nor scored")
     task = TokenClassificationTask(clf, encoded[0][:2], encoded[1][:2], labels, batch_size=cfg.batch_size,
                                    seed=cfg.seed)
     return Prepared(clf, task, encoded[2][:2] if test_s else None, labels,
