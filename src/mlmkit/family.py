@@ -84,3 +84,11 @@ class Family:
                    max_length: int) -> Classifier:
         """A sequence classifier on the encoder of `model` (new, seeded head)."""
         raise NotImplementedError
+
+    def tagger(self, model: str, labels: list[str], *, from_scratch: bool, seed: int,
+               max_length: int) -> Classifier:
+        """A per-word tagger on the encoder of `model` (new, seeded head). Its `prepare` takes
+        sentences as word lists and returns, per sentence, ``(input_ids, word_ids)``: the
+        sub-tokens (cut to `max_length`) and the index of the word each belongs to (None for
+        special tokens); `collate` pads the ids of the given rows."""
+        raise NotImplementedError

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import MlmkitError
 from ..family import Family
 from .config import CharConfig
 
@@ -90,6 +91,9 @@ class CharFamily(Family):
         from .classify import char_classifier
 
         return char_classifier(model, labels, from_scratch=from_scratch, seed=seed, max_length=max_length)
+
+    def tagger(self, model, labels, *, from_scratch, seed, max_length):
+        raise MlmkitError(f"token classification needs a token-level model; {model} is a character model")
 
 
 FAMILY = CharFamily()

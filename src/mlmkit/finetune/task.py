@@ -5,14 +5,27 @@ for the whole split."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
 
 from ..engine.task import Batch, LossOutput, TaskBase
 from ..family import Classifier
+
+
+@dataclass
+class Prepared:
+    """A fine-tuning run ready to train: what `finetune` needs from either task."""
+
+    clf: Classifier
+    task: Any  # the engine task (ClassificationTask, TokenClassificationTask); .with_evaluation(test)
+    test: Optional[tuple]  # the test split as the task's evaluation data, or None
+    labels: list[str]
+    sizes: dict  # examples (sentences) per split
+    best_metric: str  # what early stopping and the restored weights follow
 
 
 def macro_f1(confusion: np.ndarray) -> float:

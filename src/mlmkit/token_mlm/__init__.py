@@ -16,7 +16,7 @@ Pipeline order:
     samples.py     Original / Masked / Predicted
     export.py      Hugging Face folders with a model card
     stats.py       `mlmkit stats`: the corpus before training
-    classify.py    a sequence classifier on the encoder (`mlmkit finetune`)
+    classify.py    a sequence classifier / word tagger on the encoder (`mlmkit finetune`)
 """
 
 from __future__ import annotations
@@ -100,6 +100,11 @@ class TokenFamily(Family):
         from .classify import token_classifier
 
         return token_classifier(model, labels, from_scratch=from_scratch, seed=seed, max_length=max_length)
+
+    def tagger(self, model, labels, *, from_scratch, seed, max_length):
+        from .classify import word_tagger
+
+        return word_tagger(model, labels, from_scratch=from_scratch, seed=seed, max_length=max_length)
 
 
 FAMILY = TokenFamily()
