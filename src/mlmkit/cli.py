@@ -171,23 +171,35 @@ def eval_cmd(
 @app.command()
 def predict(
     model: str = typer.Argument(..., help="Model folder, run folder or hub name."),
-    texts: List[str] = typer.Argument(..., help='Text with [MASK] (or the model\'s own mask token).'),
+    texts: Optional[List[str]] = typer.Argument(None, help='Text with [MASK] (or the model\'s own mask token).'),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Also read inputs from this file, one per line (- : stdin)."),
     top_k: int = typer.Option(5, "--top-k", "-k"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ):
-    """Fill the masks: top-k candidates with probabilities (character models: log-probabilities)."""
+    """Fill the masks: top-k candidates with probabilities (character models: log-probabilities).
+    Many inputs are filled together, in batches."""
     from .families import family_of_model
     from .runs import resolve_model_dir
 
     _quiet_transformers()
+    inputs = list(texts or []) + _read_inputs(file)
+    if not inputs:
+        raise MlmkitError("nothing to fill: give texts/patterns as arguments or with --file (- for stdin)")
     path = resolve_model_dir(model)
     fam = family_of_model(path)
-    for result in fam.predict(path, list(texts), top_k=top_k):
+    for result in fam.predict(path, inputs, top_k=top_k):
         if as_json:
             typer.echo(json.dumps(result))
         else:
             for line in fam.format_prediction(result):
                 typer.echo(line)
+
+
+def _read_inputs(file: Optional[str]) -> list[str]:
+    if file is None:
+        return []
+    text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 @app.command()

@@ -74,3 +74,36 @@ def test_plausible_names():
     assert plausible_name("mail-box.co.uk") and plausible_name("localhost")
     for bad in ("-mail.com", "mail-.com", "mail..com", "mail.c", "mail.123", ".com"):
         assert not plausible_name(bad), bad
+
+
+def test_many_patterns_filled_together_give_what_each_gets_alone(tmp_path):
+    from mlmkit.char_mlm.model import load_char_model
+    from mlmkit.char_mlm.predict import predict_pattern, predict_patterns
+
+    bundle = load_char_model(_model(tmp_path, ngram_buckets=64, head_ngram_buckets=64) / "model")
+    patterns = ["goo[3].com", "m[1]il.net", "[2]-shop.[2]", "mail[?].com", "ab[MASK]d.org", "x[3]y.co.uk",
+                "temp[2].io", "goo[3].com"] * 5
+    together = predict_patterns(bundle, patterns, top_k=4)
+    assert len(together) == len(patterns)
+    for pattern, got in zip(patterns, together):
+        alone = predict_pattern(bundle, pattern, k=4)
+        assert got["input"] == pattern and [f["text"] for f in got["fills"]] == [n for n, _ in alone]
+        assert [f["score"] for f in got["fills"]] == pytest.approx([s for _, s in alone], abs=1e-5)
+
+
+def test_predict_reads_patterns_from_arguments_a_file_and_stdin(tmp_path, capsys, monkeypatch):
+    import io
+
+    from cli_runner import run_cli
+
+    model = str(_model(tmp_path) / "model")
+    (tmp_path / "p.txt").write_text("goo[3].com\n\nmail[2].net\n")
+    code, out, err = run_cli(["predict", model, "ab[1].org", "--file", str(tmp_path / "p.txt"), "--json"],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    assert [json.loads(l)["input"] for l in out.splitlines()] == ["ab[1].org", "goo[3].com", "mail[2].net"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("x[2].com\n"))
+    code, out, err = run_cli(["predict", model, "--file", "-", "--json"], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["input"] == "x[2].com", err
+    code, out, err = run_cli(["predict", model], capsys, monkeypatch)
+    assert code == 2 and "nothing to fill" in err

@@ -182,25 +182,40 @@ def fill_pattern(model, chars: str, pattern: str, *, max_span: int, mean_span: f
     """The best `k` fillings of `pattern` (syntax above) as (name, log-probability). `model` has
     ``encode(input_ids, input_idx, attention_mask)`` and a span ``head``; `chars` is its alphabet
     after the specials; `keep` drops implausible names."""
+    return fill_patterns(model, chars, [pattern], max_span=max_span, mean_span=mean_span, max_length=max_length,
+                         k=k, beam=beam, keep=keep)[0]
+
+
+@torch.no_grad()
+def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean_span: float, max_length: int,
+                  k: int = 5, beam: Optional[int] = None, keep: Callable[[str], bool] = plausible_name,
+                  batch_size: int = 256) -> list[list[tuple[str, float]]]:
+    """`fill_pattern` for many patterns at once: the variants of all of them go through the
+    encoder and the beam search in batches of `batch_size` names (a batch's rows are independent,
+    so each pattern gets what it gets alone), one Python round per batch instead of per pattern."""
     model.eval()
-    variants = [v for v in parse_pattern(pattern, max_span, max_length) if len(v[0]) <= max_length]
+    variants = [(i, v) for i, p in enumerate(patterns)
+                for v in parse_pattern(p, max_span, max_length) if len(v[0]) <= max_length]
+    variants.sort(key=lambda iv: len(iv[1][0]))  # similar lengths together: less padding
     beam = beam or max(2 * k, 5)
     dev = next(model.parameters()).device
-    results: dict[str, float] = {}
-    for i in range(0, len(variants), 64):
-        group = variants[i: i + 64]
-        cps, idx, att, spans = _encode([t for t, _ in group], [h for _, h in group], chars)
+    results: list[dict[str, float]] = [{} for _ in patterns]
+    for i in range(0, len(variants), batch_size):
+        group = variants[i: i + batch_size]
+        cps, idx, att, spans = _encode([v[0] for _, v in group], [v[1] for _, v in group], chars)
         hidden = model.encode(cps.to(dev), idx.to(dev), att.to(dev))
         seqs, scores = model.head.beam_search(hidden, spans.to(dev), beam=beam, input_idx=idx.to(dev))
         seqs, scores = seqs.cpu(), scores.cpu()
-        for r, var in enumerate(group):
+        rows_of: list[list[int]] = [[] for _ in group]
+        for s, r in enumerate(spans[:, 0].tolist()):
+            rows_of[r].append(s)
+        for r, (which, var) in enumerate(group):
             prior = sum(length_log_prior(n, mean_span, max_span) for n in var.unknown)
-            rows = (spans[:, 0] == r).nonzero().flatten().tolist()
-            for sc, name in _combine(var[0], rows, spans, seqs, scores, chars, beam):
-                if keep(name) and sc + prior > results.get(name, float("-inf")):
-                    results[name] = sc + prior
-    ranked = sorted(results.items(), key=lambda x: -x[1])[:k]
-    return [(n, float(s)) for n, s in ranked]
+            found = results[which]
+            for sc, name in _combine(var[0], rows_of[r], spans, seqs, scores, chars, beam):
+                if keep(name) and sc + prior > found.get(name, float("-inf")):
+                    found[name] = sc + prior
+    return [[(n, float(s)) for n, s in sorted(found.items(), key=lambda x: -x[1])[:k]] for found in results]
 
 
 def build_encoder(arch: str, encoder_config: dict):

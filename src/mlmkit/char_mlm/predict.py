@@ -12,7 +12,7 @@ from typing import Optional
 from ..errors import MlmkitError
 from .data import check_domain
 from .model import CharMLM, bundle_of
-from .portable import MAX_VARIANTS, PatternError, fill_pattern, length_log_prior  # noqa: F401 (API)
+from .portable import MAX_VARIANTS, PatternError, fill_pattern, fill_patterns, length_log_prior  # noqa: F401 (API)
 from .portable import parse_pattern as _parse_pattern
 from .portable import plausible_name
 
@@ -44,11 +44,17 @@ def char_predict(model_dir, pattern: str, k: int = 5, beam: Optional[int] = None
     return predict_pattern(bundle_of(model_dir), pattern, k=k, beam=beam)
 
 
-def predict_patterns(model: str, patterns: list[str], top_k: int = 5) -> list[dict]:
-    """`mlmkit predict` for a character model: one JSON-ready result per pattern."""
+def predict_patterns(model, patterns: list[str], top_k: int = 5) -> list[dict]:
+    """`mlmkit predict` for a character model: one JSON-ready result per pattern, all patterns
+    filled together in batches (`portable.fill_patterns`)."""
     bundle = bundle_of(model)
-    return [{"input": p, "fills": [{"text": s, "score": sc} for s, sc in predict_pattern(bundle, p, k=top_k)]}
-            for p in patterns]
+    try:
+        fills = fill_patterns(bundle.model, "".join(bundle.alphabet.chars), list(patterns),
+                              max_span=bundle.masking.max_span, mean_span=bundle.masking.mean_span,
+                              max_length=bundle.data.max_length, k=top_k, keep=_valid)
+    except PatternError as e:
+        raise MlmkitError(str(e)) from None
+    return [{"input": p, "fills": [{"text": s, "score": sc} for s, sc in f]} for p, f in zip(patterns, fills)]
 
 
 def format_fills(result: dict) -> list[str]:
