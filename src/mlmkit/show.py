@@ -25,7 +25,7 @@ def _texts(model_arg: str, data: list[str] | None, *, text_column: str, log) -> 
     if not raw:
         raise MlmkitError("no --data given and no config.yaml in the model folder to find the run's data")
     if not (raw.get("data") or {}).get("train"):
-        raise MlmkitError(f"the run's config.yaml names no training data; pass --data")
+        raise MlmkitError("the run's config.yaml names no training data; pass --data")
     cfg = build_config(deep_merge(raw, {"data": {"on_bad_record": "skip"}}))
     return family_of_model(resolve_model_dir(model_arg)).held_out_texts(cfg, log=log)
 

@@ -12,7 +12,7 @@ from typing import Optional
 from ..errors import MlmkitError
 from .data import check_domain
 from .model import CharMLM, bundle_of
-from .portable import MAX_VARIANTS, PatternError, fill_pattern, fill_patterns, length_log_prior  # noqa: F401 (API)
+from .portable import PatternError, fill_pattern, fill_patterns
 from .portable import parse_pattern as _parse_pattern
 from .portable import plausible_name
 

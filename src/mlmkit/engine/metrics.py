@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from ..errors import MlmkitError
-from ..runs import METRICS_FILE
 
 
 class MetricsFile:

@@ -50,13 +50,47 @@ def classification_metrics(y_true: list[int], y_pred: list[int], n_classes: int)
     return {"accuracy": float((t == p).mean()), "macro_f1": macro_f1(confusion), "n": int(len(t))}
 
 
-class ClassificationTask(TaskBase):
-    def __init__(self, clf: Classifier, train: tuple[list, list[int]], evaluation: tuple[list, list[int]],
-                 n_classes: int, *, batch_size: int = 16, eval_batch_size: int = 64, seed: int = 0):
+class LabelledTask(TaskBase):
+    """What the fine-tuning tasks share: the classifier, the prepared splits, a seeded epoch order
+    (a pure function of seed and epoch, so resume starts at any batch), length-sorted evaluation
+    batches, and saving. Subclasses say what a batch's labels are and how they are scored."""
+
+    def __init__(self, clf: Classifier, train: tuple[list, list], evaluation: tuple[list, list], *,
+                 batch_size: int = 16, eval_batch_size: int = 64, seed: int = 0):
         self.clf, self.model = clf, clf.model
         self.train_x, self.train_y = train
         self.eval_x, self.eval_y = evaluation
-        self.n_classes, self.batch_size, self.eval_batch_size, self.seed = n_classes, batch_size, eval_batch_size, seed
+        self.batch_size, self.eval_batch_size, self.seed = batch_size, eval_batch_size, seed
+
+    def _batch(self, x, y, rows) -> Batch:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def num_batches(self, epoch: int) -> int:
+        return math.ceil(len(self.train_x) / self.batch_size)
+
+    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_x))
+        for s in range(start * self.batch_size, len(order), self.batch_size):
+            yield self._batch(self.train_x, self.train_y, order[s: s + self.batch_size])
+
+    def eval_batches(self) -> Iterator[Batch]:
+        order = np.argsort([len(e) for e in self.eval_x], kind="stable")  # similar lengths: little padding
+        for s in range(0, len(order), self.eval_batch_size):
+            yield self._batch(self.eval_x, self.eval_y, order[s: s + self.eval_batch_size])
+
+    def param_groups(self, model) -> list:
+        return self.clf.param_groups()
+
+    def save_pretrained(self, model, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.clf.save(path)
+
+
+class ClassificationTask(LabelledTask):
+    def __init__(self, clf: Classifier, train: tuple[list, list[int]], evaluation: tuple[list, list[int]],
+                 n_classes: int, *, batch_size: int = 16, eval_batch_size: int = 64, seed: int = 0):
+        super().__init__(clf, train, evaluation, batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        self.n_classes = n_classes
 
     def with_evaluation(self, evaluation: tuple[list, list[int]]) -> "ClassificationTask":
         """The same task scored on another split (e.g. the test split)."""
@@ -66,20 +100,6 @@ class ClassificationTask(TaskBase):
     def _batch(self, x, y, rows) -> Batch:
         rows = [int(i) for i in rows]
         return {**self.clf.collate(x, rows), "labels": torch.tensor([y[i] for i in rows])}
-
-    def num_batches(self, epoch: int) -> int:
-        return math.ceil(len(self.train_x) / self.batch_size)
-
-    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        # The epoch's order is a pure function of (seed, epoch): resume starts at any batch.
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_x))
-        for s in range(start * self.batch_size, len(order), self.batch_size):
-            yield self._batch(self.train_x, self.train_y, order[s: s + self.batch_size])
-
-    def eval_batches(self) -> Iterator[Batch]:
-        order = np.argsort([len(e) for e in self.eval_x], kind="stable")  # similar lengths: little padding
-        for s in range(0, len(order), self.eval_batch_size):
-            yield self._batch(self.eval_x, self.eval_y, order[s: s + self.eval_batch_size])
 
     def counts(self, batch: Batch) -> tuple[int, int]:
         return int(batch["labels"].numel()), int(batch["attention_mask"].sum())
@@ -104,10 +124,3 @@ class ClassificationTask(TaskBase):
             return {}
         return {"eval_loss": totals["loss_sum"] / n, "eval_accuracy": totals["correct"] / n,
                 "eval_macro_f1": macro_f1(np.asarray(totals["confusion"])), "eval_targets": int(n)}
-
-    def param_groups(self, model) -> list:
-        return self.clf.param_groups()
-
-    def save_pretrained(self, model, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.clf.save(path)

@@ -13,17 +13,15 @@ seqeval rules; for other tag sets micro over words, i.e. all three equal the acc
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
 
-from ..engine.task import Batch, LossOutput, TaskBase
+from ..engine.task import Batch, LossOutput
 from ..family import Classifier
 from .chunks import chunk_counts, entity_scores, entity_types, is_bio
-from .task import macro_f1
+from .task import LabelledTask, macro_f1
 
 IGNORE = -100
 
@@ -37,14 +35,12 @@ def align_labels(word_ids: list[Optional[int]], tag_ids: list[int]) -> list[int]
     return out
 
 
-class TokenClassificationTask(TaskBase):
+class TokenClassificationTask(LabelledTask):
     def __init__(self, clf: Classifier, train: tuple[list, list[list[int]]], evaluation: tuple[list, list[list[int]]],
                  labels: list[str], *, batch_size: int = 16, eval_batch_size: int = 64, seed: int = 0):
         """`train` / `evaluation`: (prepared inputs, aligned label lists) of each split."""
-        self.clf, self.model = clf, clf.model
-        self.train_x, self.train_y = train
-        self.eval_x, self.eval_y = evaluation
-        self.labels, self.batch_size, self.eval_batch_size, self.seed = labels, batch_size, eval_batch_size, seed
+        super().__init__(clf, train, evaluation, batch_size=batch_size, eval_batch_size=eval_batch_size, seed=seed)
+        self.labels = labels
         self.bio = is_bio(labels)
         self.types = entity_types(labels) if self.bio else []
 
@@ -60,20 +56,6 @@ class TokenClassificationTask(TaskBase):
         for r, i in enumerate(rows):
             labels[r, : len(y[i])] = torch.tensor(y[i], dtype=torch.long)
         return {**batch, "labels": labels}
-
-    def num_batches(self, epoch: int) -> int:
-        return math.ceil(len(self.train_x) / self.batch_size)
-
-    def train_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
-        # The epoch's order is a pure function of (seed, epoch): resume starts at any batch.
-        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_x))
-        for s in range(start * self.batch_size, len(order), self.batch_size):
-            yield self._batch(self.train_x, self.train_y, order[s: s + self.batch_size])
-
-    def eval_batches(self) -> Iterator[Batch]:
-        order = np.argsort([len(y) for y in self.eval_y], kind="stable")  # similar lengths: little padding
-        for s in range(0, len(order), self.eval_batch_size):
-            yield self._batch(self.eval_x, self.eval_y, order[s: s + self.eval_batch_size])
 
     def counts(self, batch: Batch) -> tuple[int, int]:
         return int((batch["labels"] != IGNORE).sum()), int(batch["attention_mask"].sum())
@@ -116,10 +98,3 @@ class TokenClassificationTask(TaskBase):
                       "macro_f1": macro_f1(np.asarray(totals["confusion"]))}
         return {"eval_loss": totals["loss_sum"] / n, "eval_accuracy": accuracy,
                 **{f"eval_{k}": v for k, v in scores.items()}, "eval_targets": int(n)}
-
-    def param_groups(self, model) -> list:
-        return self.clf.param_groups()
-
-    def save_pretrained(self, model, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self.clf.save(path)

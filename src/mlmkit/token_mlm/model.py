@@ -141,7 +141,7 @@ def _last_layer_at(layer: nn.Module, hidden: torch.Tensor, attention_mask, posit
     sa = layer.attention.self
     H = sa.num_attention_heads
     dh = D // H
-    rows, cols = positions // T, positions % T
+    rows = positions // T
     # slot of every position among its row's positions (any order of `positions` works)
     counts = torch.bincount(rows, minlength=B)
     order = torch.argsort(rows, stable=True)
