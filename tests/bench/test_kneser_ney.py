@@ -57,3 +57,14 @@ def test_discounts_in_range():
     a = np.array([1] * 50 + [2] * 20 + [3] * 10 + [4] * 5 + [9] * 5)
     D = discounts(a)
     assert 0 < D[1] < 1 and 0 < D[2] < 2 and 0 < D[3] < 3
+
+
+def test_finder_without_pandas_agrees(monkeypatch):
+    import kneser_ney
+
+    keys = np.array([3, 8, 20, 1000], dtype=np.int64)
+    q = np.array([8, 9, 1000, 0, 3, 2000], dtype=np.int64)
+    fast = kneser_ney.finder(keys)(q)
+    monkeypatch.setitem(sys.modules, "pandas", None)  # import pandas now fails
+    slow = kneser_ney.finder(keys)(q)
+    assert fast.tolist() == slow.tolist() == [1, -1, 3, -1, 0, -1]
