@@ -15,11 +15,16 @@ Evaluation sets (names valid under mlmkit's rules and written in the model's alp
 * in-distribution: the training lists' held-out hash split (`data.is_validation`, the model's
   ``validation_fraction`` and ``holdout_key``), at most ``--n``, seeded.
 
-Task: one span of 1-3 characters (length uniform, seeded) inside the registrable label (the label
-left of the public suffix: the TLD, or ``co.uk``-style two-label suffixes), e.g. ``goo[3].com``.
+The n-gram: interpolated modified Kneser-Ney (`kneser_ney.py`) on the training split, its order (3-10)
+chosen by bits/char on a dev split of it.
+
+Task: one span of 1-3 characters (length uniform among those that leave a character of the label
+known, position uniform; seeded by the name) inside the registrable label (the label left of the
+public suffix: the TLD, or a ``co.uk``-style two-label suffix), e.g. ``goo[3].com``.
 The model fills it through ``predict_pattern`` (mlmkit predict's path, top 5); the baseline scores
-every candidate span by the full-string log-probability of the filled name (exhaustive: 38^3
-candidates at most) and keeps the best valid ones (`portable.plausible_name` and `check_domain`).
+every candidate span by the full-string log-probability of the filled name (exhaustive: every
+string of the model's alphabet, 44^3 = 85,184 for a 3-character span) and keeps the best valid
+ones (`portable.plausible_name` and `check_domain`, as the model's fills).
 Bits per character of the gold span: the model's teacher-forced span head (softmax over the
 alphabet without the specials); the n-gram's exact conditional P(span | rest of the name).
 """
@@ -232,7 +237,7 @@ def kn_fills(kn, items: list[tuple[str, int, int]]) -> tuple[list[list[str]], li
     return fills, bits, time.perf_counter() - t0
 
 
-def tune_kn(train: list[str], chars: str, orders=range(3, 9)) -> tuple[int, dict]:
+def tune_kn(train: list[str], chars: str, orders=range(3, 11)) -> tuple[int, dict]:
     """The order with the best bits/char (whole strings, EOS counted) on a dev split of the
     training names (a second hash split, by name without TLD), and every order's number."""
     import math
