@@ -302,11 +302,11 @@ def print_tables(title: str, rows: dict[str, tuple[dict, float]]) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
-def by_source(ext, items, fills_by_system: dict[str, list]) -> None:
-    print("\n| external source | names | " + " | ".join(f"{s} top-1 | {s} top-5" for s in fills_by_system) + " |")
+def breakdown(what: str, groups: dict[str, list[int]], items, fills_by_system: dict[str, list]) -> None:
+    """Top-1 / top-5 of each system on groups of items (indices)."""
+    print(f"\n| {what} | names | " + " | ".join(f"{s} top-1 | {s} top-5" for s in fills_by_system) + " |")
     print("|---|---|" + "---|---|" * len(fills_by_system))
-    for src in char_sources.EXTERNAL_SOURCES:
-        idx = [i for i, (_, s) in enumerate(ext) if s == src.name]
+    for group, idx in groups.items():
         if not idx:
             continue
         cells = []
@@ -314,7 +314,22 @@ def by_source(ext, items, fills_by_system: dict[str, list]) -> None:
             t1 = sum(bool(fills[i]) and fills[i][0] == items[i][0] for i in idx)
             t5 = sum(items[i][0] in fills[i] for i in idx)
             cells.append(f"{pm(t1, len(idx))} | {pm(t5, len(idx))}")
-        print(f"| {src.name} | {len(idx)} | " + " | ".join(cells) + " |")
+        print(f"| {group} | {len(idx):,} | " + " | ".join(cells) + " |")
+
+
+def label_of(name: str) -> str:
+    off, n = registrable(name)
+    return name[off: off + n]
+
+
+def by_label(items, fills_by_system: dict[str, list], seen: set) -> None:
+    """Split by whether the masked label itself occurs as a registrable label in the training
+    lists (``x.dynv6.net`` is a new name, but ``dynv6`` is well known)."""
+    groups = {"registrable label seen in the training lists": [], "registrable label new": []}
+    for i, (name, _, _) in enumerate(items):
+        groups["registrable label seen in the training lists" if label_of(name) in seen else
+               "registrable label new"].append(i)
+    breakdown("masked label", groups, items, fills_by_system)
 
 
 def evaluate_set(title: str, names: list[str], bundle, kn, seed: int, label: str) -> list:
@@ -375,9 +390,16 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
     kn = CharKN(chars, order).fit(train)
     print_data(counts, names, train, held, stats, bundle, tune, order)
     label = f"Kneser-Ney {order}-gram"
-    got = evaluate_set("External names (other lists, unseen names)", [d for d, _ in ext], bundle, kn, seed, label)
-    by_source(ext, got[0], {"model": got[1], "n-gram": got[2]})
-    evaluate_set("In-distribution (the training lists' held-out hash split)", indist, bundle, kn, seed, label)
+    seen = {label_of(d) for d in train}
+    items, m_fills, k_fills = evaluate_set("External names (other lists, unseen names)", [d for d, _ in ext], bundle,
+                                           kn, seed, label)
+    systems = {"model": m_fills, "n-gram": k_fills}
+    breakdown("external source", {src.name: [i for i, (_, s) in enumerate(ext) if s == src.name]
+                                  for src in char_sources.EXTERNAL_SOURCES}, items, systems)
+    by_label(items, systems, seen)
+    items, m_fills, k_fills = evaluate_set("In-distribution (the training lists' held-out hash split)", indist,
+                                           bundle, kn, seed, label)
+    by_label(items, {"model": m_fills, "n-gram": k_fills}, seen)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
 
 
