@@ -1,0 +1,425 @@
+"""External evaluation of the character model: fill a hidden span of real domain names from lists
+the model never saw, against a Kneser-Ney character n-gram trained on the same names.
+
+    python bench/char_external.py --model-dir RUN/model [--train-minutes 10] [--n 1500] [--seed 0]
+
+Training data: the full `isdisposable` and `mailchecker` lists (PyPI, MIT), written in a seeded
+random order to ``.cache/char_external/train_names.txt``. With ``--train-minutes`` the script first
+trains ``RUN`` (the parent of ``--model-dir``) with mlmkit's own one-call API, preset
+``domains-tiny`` on that file.
+
+Evaluation sets (names valid under mlmkit's rules and written in the model's alphabet):
+
+* external: names of other real lists (`char_sources.EXTERNAL_SOURCES`) whose name without its
+  TLD occurs nowhere in the training lists (one name per such key), at most ``--n``, seeded;
+* in-distribution: the training lists' held-out hash split (`data.is_validation`, the model's
+  ``validation_fraction`` and ``holdout_key``), at most ``--n``, seeded.
+
+The n-gram: interpolated modified Kneser-Ney (`kneser_ney.py`) on the training split, its order (3-10)
+chosen by bits/char on a dev split of it.
+
+Task: one span of 1-3 characters (length uniform among those that leave a character of the label
+known, position uniform; seeded by the name) inside the registrable label (the label left of the
+public suffix: the TLD, or a ``co.uk``-style two-label suffix), e.g. ``goo[3].com``.
+The model fills it through ``predict_pattern`` (mlmkit predict's path, top 5); the baseline scores
+every candidate span by the full-string log-probability of the filled name (exhaustive: every
+string of the model's alphabet, 44^3 = 85,184 for a 3-character span) and keeps the best valid
+ones (`portable.plausible_name` and `check_domain`, as the model's fills).
+Bits per character of the gold span: the model's teacher-forced span head (softmax over the
+alphabet without the specials); the n-gram's exact conditional P(span | rest of the name).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import char_sources  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = ROOT / ".cache" / "char_external"
+
+
+# ------------------------------------------------------------------------------------ data
+def valid_names(raw: list[str], idn: str = "keep", max_length: int | None = None) -> list[str]:
+    """Normalised names that pass mlmkit's check (order kept, duplicates dropped)."""
+    from mlmkit.char_mlm.data import check_domain
+
+    seen: dict[str, None] = {}
+    for r in raw:
+        d, reason = check_domain(r, idn, None, max_length)
+        if reason is None:
+            seen.setdefault(d, None)
+    return list(seen)
+
+
+def training_lists() -> tuple[list[str], dict[str, int]]:
+    """The raw entries of the training lists (concatenated) and their count per list."""
+    raw, counts = [], {}
+    for src in char_sources.TRAIN_SOURCES:
+        names = char_sources.read_source(src)
+        counts[src.name] = len(names)
+        raw += names
+    return raw, counts
+
+
+def write_train_file(seed: int) -> tuple[Path, int]:
+    """The full lists, deduplicated (exact normalised name), in a seeded random order (mlmkit's
+    shuffle buffer is a window: a sorted file would give alphabetical batches)."""
+    raw, _ = training_lists()
+    names = sorted(valid_names(raw))
+    random.Random(seed).shuffle(names)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "train_names.txt"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(names) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path, len(names)
+
+
+def train_model(model_dir: Path, minutes: float, threads: int, seed: int) -> None:
+    import mlmkit
+
+    path, n = write_train_file(seed)
+    run = model_dir.parent
+    print(f"training {run} (domains-tiny, {minutes} min, {threads} thread(s)) on {n:,} names from {path}")
+    mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), overwrite=True,
+                 overrides=[f"train.max_minutes={minutes}", f"train.threads={threads}", "train.progress=false"])
+
+
+# ------------------------------------------------------------------------------------ evaluation sets
+SECOND_LEVEL = {"co", "com", "net", "org", "ac", "gov", "edu", "or", "ne", "go", "gob", "mil", "nom", "ltd", "plc",
+                "sch", "info", "biz", "in", "gen", "web", "firm"}
+
+
+def registrable(name: str) -> tuple[int, int]:
+    """(offset, length) of the registrable label: left of the TLD, or of a ``co.uk``-style
+    two-label suffix (a short list of second levels under a two-letter TLD; no public-suffix list)."""
+    labels = name.split(".")
+    k = len(labels) - 2
+    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in SECOND_LEVEL:
+        k -= 1
+    return sum(len(l) + 1 for l in labels[:k]), len(labels[k])
+
+
+def usable(name: str, chars: set) -> bool:
+    """Has a TLD and a registrable label of 2+ characters, written in the model's alphabet."""
+    return "." in name and set(name) <= chars and registrable(name)[1] >= 2
+
+
+def one_per_key(names: list[str], taken: set) -> list[str]:
+    """Names whose name-without-TLD is not in `taken`, one per such key (the first); adds the keys."""
+    from mlmkit.char_mlm.data import holdout_key
+
+    out = []
+    for d in names:
+        key = holdout_key(d, "name")
+        if key not in taken:
+            taken.add(key)
+            out.append(d)
+    return out
+
+
+def sample(names: list[str], n: int, seed: int) -> list[str]:
+    names = sorted(names)
+    return sorted(random.Random(seed).sample(names, min(n, len(names))))
+
+
+def external_set(train_keys: set, dcfg, chars: set, n: int, seed: int) -> tuple[list[tuple[str, str]], list[dict]]:
+    """(name, source) pairs of the external lists, and per source: raw, valid, new (after dedupe)."""
+    taken, pool, stats = set(train_keys), [], []
+    for src in char_sources.EXTERNAL_SOURCES:
+        raw = char_sources.read_source(src)
+        valid = [d for d in valid_names(raw, dcfg.idn, dcfg.max_length) if usable(d, chars)]
+        new = one_per_key(valid, taken)
+        pool += [(d, src.name) for d in new]
+        stats.append({"source": src, "raw": len(raw), "valid": len(valid), "new": len(new)})
+    picked = set(sample([d for d, _ in pool], n, seed))
+    return [(d, s) for d, s in sorted(pool) if d in picked], stats
+
+
+def split_training(names: list[str], dcfg) -> tuple[list[str], list[str]]:
+    """(training split, held-out split) exactly as mlmkit's hash split."""
+    from mlmkit.char_mlm.data import is_validation
+
+    held = [d for d in names if is_validation(d, dcfg.validation_fraction, dcfg.holdout_key)]
+    hs = set(held)
+    return [d for d in names if d not in hs], held
+
+
+def make_mask(name: str, seed: int) -> tuple[int, int]:
+    """(start, length) of the hidden span: 1-3 characters (uniform among those that leave a
+    character of the label known) inside the registrable label; seeded by the name."""
+    rng = random.Random(f"{seed}:{name}")
+    off, n = registrable(name)
+    L = rng.choice([k for k in (1, 2, 3) if k < n])
+    return off + rng.randrange(n - L + 1), L
+
+
+# ------------------------------------------------------------------------------------ fills
+def model_fills(bundle, items: list[tuple[str, int, int]]) -> tuple[list[list[str]], float]:
+    """mlmkit's own fill path (`predict_pattern`, top 5) on every masked name; and its time."""
+    from mlmkit.char_mlm.predict import predict_pattern
+
+    out, t0 = [], time.perf_counter()
+    for name, start, L in items:
+        pattern = f"{name[:start]}[{L}]{name[start + L:]}"
+        out.append([f for f, _ in predict_pattern(bundle, pattern, k=5)])
+    return out, time.perf_counter() - t0
+
+
+def model_bits(bundle, items: list[tuple[str, int, int]], batch: int = 256) -> list[float]:
+    """Teacher-forced bits of each gold span from the span head (softmax over the alphabet
+    without the specials, which the fill never produces)."""
+    import math
+
+    import torch
+
+    from mlmkit.char_mlm.portable import _encode
+
+    chars = "".join(bundle.alphabet.chars)
+    model, out = bundle.model.eval(), []
+    n_spec = bundle.alphabet.N_SPECIALS
+    for i in range(0, len(items), batch):
+        part = items[i: i + batch]
+        texts = [n[:s] + "\0" * L + n[s + L:] for n, s, L in part]
+        holes = [[s <= j < s + L for j in range(len(n))] for n, s, L in part]
+        cps, idx, att, spans = _encode(texts, holes, chars)
+        lmax = max(L for _, _, L in part)
+        gold = torch.full((len(part), lmax), -100, dtype=torch.long)
+        for r, (n, s, L) in enumerate(part):
+            gold[r, :L] = torch.tensor(bundle.alphabet.encode(n[s: s + L]))
+        with torch.no_grad():
+            hidden = model.encode(cps, idx, att)
+            logits = model.head(hidden, spans, gold, idx)[..., n_spec:].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, (gold.clamp_min(n_spec) - n_spec)[..., None])[..., 0]
+        lp = lp.masked_fill(gold < 0, 0.0).sum(1)
+        out += [-float(x) / math.log(2) for x in lp]
+    return out
+
+
+def kn_fills(kn, items: list[tuple[str, int, int]]) -> tuple[list[list[str]], list[float], float]:
+    """The n-gram's top 5 valid names (exhaustive over every span of the alphabet, ranked by the
+    full-string log-probability), the exact bits of the gold span given the rest of the name,
+    and the time."""
+    import math
+
+    import numpy as np
+
+    from mlmkit.char_mlm.predict import _valid
+
+    cands = {L: kn.candidates(L) for L in (1, 2, 3)}
+    fills, bits, t0 = [], [], time.perf_counter()
+    for name, start, L in items:
+        left, right = name[:start], name[start + L:]
+        sc = kn.span_scores(left, right, cands[L])
+        top = []
+        for j in np.argsort(-sc, kind="stable"):
+            cand = left + kn.decode(cands[L][j]) + right
+            if _valid(cand):
+                top.append(cand)
+                if len(top) == 5:
+                    break
+        fills.append(top)
+        gold = 0
+        for c in kn.encode(name[start: start + L]):
+            gold = gold * len(kn.chars) + (c - 4)
+        z = sc.max() + math.log(np.exp(sc - sc.max()).sum())
+        bits.append(-(sc[gold] - z) / math.log(2))
+    return fills, bits, time.perf_counter() - t0
+
+
+def tune_kn(train: list[str], chars: str, orders=range(3, 11)) -> tuple[int, dict]:
+    """The order with the best bits/char (whole strings, EOS counted) on a dev split of the
+    training names (a second hash split, by name without TLD), and every order's number."""
+    import math
+
+    from kneser_ney import CharKN
+
+    from mlmkit.char_mlm.data import holdout_key
+    from mlmkit.util import unit_hash
+
+    is_dev = [unit_hash("kn-dev:" + holdout_key(d, "name")) < 0.05 for d in train]
+    fit = [d for d, dev in zip(train, is_dev) if not dev]
+    dev = [d for d, dv in zip(train, is_dev) if dv]
+    n_chars = sum(len(d) + 1 for d in dev)
+    res = {}
+    for o in orders:
+        lp = CharKN(chars, o).fit(fit).string_logprob(dev)
+        res[o] = float(-lp.sum() / math.log(2) / n_chars)
+    return min(res, key=res.get), {"dev_names": len(dev), "fit_names": len(fit), "bits": res}
+
+
+# ------------------------------------------------------------------------------------ report
+def score(items, fills, bits) -> dict:
+    """Counts per span length (0: all): n, top-1 and top-5 exact matches, span characters,
+    characters right in the top-1 fill, bits."""
+    out = {L: dict(n=0, top1=0, top5=0, chars=0, char_ok=0, bits=0.0) for L in (0, 1, 2, 3)}
+    for (name, start, L), f, b in zip(items, fills, bits):
+        best = f[0][start: start + L] if f else ""
+        for key in (0, L):
+            r = out[key]
+            r["n"] += 1
+            r["top1"] += bool(f) and f[0] == name
+            r["top5"] += name in f
+            r["chars"] += L
+            r["char_ok"] += sum(a == b for a, b in zip(best, name[start: start + L]))
+            r["bits"] += b
+    return out
+
+
+def pm(k: int, n: int) -> str:
+    """A proportion with its binomial standard error."""
+    if not n:
+        return "n/a"
+    p = k / n
+    return f"{p:.3f} ± {(p * (1 - p) / n) ** 0.5:.3f}"
+
+
+def print_tables(title: str, rows: dict[str, tuple[dict, float]]) -> None:
+    """`rows`: system -> (score(...), seconds for the fills)."""
+    any_r = next(iter(rows.values()))[0]
+    print(f"\n### {title}: {any_r[0]['n']:,} names (span length 1/2/3: "
+          f"{any_r[1]['n']:,} / {any_r[2]['n']:,} / {any_r[3]['n']:,})\n")
+    print("| system | span exact match top-1 | top-5 | char accuracy (top-1 fill) | bits/char (gold span) | patterns/s |")
+    print("|---|---|---|---|---|---|")
+    for name, (r, secs) in rows.items():
+        a = r[0]
+        print(f"| {name} | {pm(a['top1'], a['n'])} | {pm(a['top5'], a['n'])} | {pm(a['char_ok'], a['chars'])} | "
+              f"{a['bits'] / max(a['chars'], 1):.3f} | {a['n'] / secs:.1f} |")
+    print("\n| system | " + " | ".join(f"L={L} top-1 | L={L} top-5" for L in (1, 2, 3)) + " |")
+    print("|---|" + "---|" * 6)
+    for name, (r, _) in rows.items():
+        cells = [f"{pm(r[L]['top1'], r[L]['n'])} | {pm(r[L]['top5'], r[L]['n'])}" for L in (1, 2, 3)]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def breakdown(what: str, groups: dict[str, list[int]], items, fills_by_system: dict[str, list]) -> None:
+    """Top-1 / top-5 of each system on groups of items (indices)."""
+    print(f"\n| {what} | names | " + " | ".join(f"{s} top-1 | {s} top-5" for s in fills_by_system) + " |")
+    print("|---|---|" + "---|---|" * len(fills_by_system))
+    for group, idx in groups.items():
+        if not idx:
+            continue
+        cells = []
+        for fills in fills_by_system.values():
+            t1 = sum(bool(fills[i]) and fills[i][0] == items[i][0] for i in idx)
+            t5 = sum(items[i][0] in fills[i] for i in idx)
+            cells.append(f"{pm(t1, len(idx))} | {pm(t5, len(idx))}")
+        print(f"| {group} | {len(idx):,} | " + " | ".join(cells) + " |")
+
+
+def label_of(name: str) -> str:
+    off, n = registrable(name)
+    return name[off: off + n]
+
+
+def by_label(items, fills_by_system: dict[str, list], seen: set) -> None:
+    """Split by whether the masked label itself occurs as a registrable label in the training
+    lists (``x.dynv6.net`` is a new name, but ``dynv6`` is well known)."""
+    groups = {"registrable label seen in the training lists": [], "registrable label new": []}
+    for i, (name, _, _) in enumerate(items):
+        groups["registrable label seen in the training lists" if label_of(name) in seen else
+               "registrable label new"].append(i)
+    breakdown("masked label", groups, items, fills_by_system)
+
+
+def evaluate_set(title: str, names: list[str], bundle, kn, seed: int, label: str) -> list:
+    items = [(d, *make_mask(d, seed)) for d in names]
+    m_fills, m_secs = model_fills(bundle, items)
+    m_bits = model_bits(bundle, items)
+    k_fills, k_bits, k_secs = kn_fills(kn, items)
+    print_tables(title, {"character model (mlmkit predict path)": (score(items, m_fills, m_bits), m_secs),
+                         label: (score(items, k_fills, k_bits), k_secs)})
+    step = max(1, len(items) // 6)
+    shown = [f"`{n[:s]}[{L}]{n[s + L:]}` ({n}): {(m or ['-'])[0]} / {(k or ['-'])[0]}"
+             for (n, s, L), m, k in list(zip(items, m_fills, k_fills))[::step][:6]]
+    print("\nexamples, pattern (gold): model top-1 / n-gram top-1: " + "; ".join(shown))
+    return [items, m_fills, k_fills]
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model-dir", required=True, help="the model folder (RUN/model)")
+    ap.add_argument("--train-minutes", type=float, default=None,
+                    help="first train RUN (the model folder's parent) for this long, domains-tiny on the full lists")
+    ap.add_argument("--train-only", action="store_true", help="train, then stop (no evaluation)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (training and the model's fills)")
+    ap.add_argument("--n", type=int, default=1500, help="names per evaluation set (at most)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    model_dir = Path(args.model_dir)
+    if args.train_minutes:
+        train_model(model_dir, args.train_minutes, args.threads, args.seed)
+    if args.train_only:
+        return
+    evaluate_all(model_dir, args.n, args.seed)
+
+
+def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
+    from kneser_ney import CharKN
+
+    from mlmkit.char_mlm.data import holdout_key
+    from mlmkit.char_mlm.model import load_char_model
+
+    t0 = time.perf_counter()
+    bundle = load_char_model(model_dir)
+    dcfg = bundle.data
+    chars = "".join(bundle.alphabet.chars)
+    raw, counts = training_lists()
+    names = valid_names(raw, dcfg.idn, dcfg.max_length)
+    train, held = split_training(names, dcfg)
+    expected = str(CACHE / "train_names.txt")
+    if list(dcfg.train or []) != [expected]:
+        print(f"WARNING: the model was trained on {dcfg.train}, not on {expected}")
+    train_keys = {holdout_key(d, "name") for d in names} | {holdout_key(r.strip().lower(), "name") for r in raw}
+    ext, stats = external_set(train_keys, dcfg, set(chars), n, seed)
+    indist = sample(one_per_key([d for d in held if usable(d, set(chars))], set()), n, seed)
+    order, tune = tune_kn(train, chars)
+    kn = CharKN(chars, order).fit(train)
+    print_data(counts, names, train, held, stats, bundle, tune, order)
+    label = f"Kneser-Ney {order}-gram"
+    seen = {label_of(d) for d in train}
+    items, m_fills, k_fills = evaluate_set("External names (other lists, unseen names)", [d for d, _ in ext], bundle,
+                                           kn, seed, label)
+    systems = {"model": m_fills, "n-gram": k_fills}
+    breakdown("external source", {src.name: [i for i, (_, s) in enumerate(ext) if s == src.name]
+                                  for src in char_sources.EXTERNAL_SOURCES}, items, systems)
+    by_label(items, systems, seen)
+    items, m_fills, k_fills = evaluate_set("In-distribution (the training lists' held-out hash split)", indist,
+                                           bundle, kn, seed, label)
+    by_label(items, {"model": m_fills, "n-gram": k_fills}, seen)
+    print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+
+
+def print_data(counts, names, train, held, stats, bundle, tune, order) -> None:
+    print("## Data\n")
+    for src in char_sources.TRAIN_SOURCES:
+        print(f"- training: `{src.package}=={src.version}` ({src.licence}), {counts[src.name]:,} entries")
+    print(f"- union: {len(names):,} valid distinct names; mlmkit's hash split "
+          f"(validation_fraction {bundle.data.validation_fraction}, key {bundle.data.holdout_key}): "
+          f"{len(train):,} training, {len(held):,} held out")
+    print("\n| external source | package | licence | entries | valid, in the alphabet | new names (name without TLD not in the training lists nor an earlier source) |")
+    print("|---|---|---|---|---|---|")
+    for st in stats:
+        s = st["source"]
+        print(f"| {s.name} | `{s.package}=={s.version}` | {s.licence} | {st['raw']:,} | {st['valid']:,} | {st['new']:,} |")
+    bits = ", ".join(f"{o}: {b:.3f}" for o, b in tune["bits"].items())
+    print(f"\nKneser-Ney order tuned on a dev split of the training names ({tune['fit_names']:,} fit, "
+          f"{tune['dev_names']:,} dev; bits/char by order: {bits}): order {order}, refit on all {len(train):,}")
+    print(f"model: {bundle.model_cfg.arch}/{bundle.model_cfg.size}, alphabet {len(bundle.alphabet.chars)} characters")
+
+
+if __name__ == "__main__":
+    main()
