@@ -202,3 +202,16 @@ def test_shell_completion_completes_commands_and_options():
         return subprocess.run([str(script)], env=env, capture_output=True, text=True, timeout=120).stdout.split()
     assert complete("mlmkit ex", 1) == ["export"]
     assert complete("mlmkit export run out --pu", 4) == ["--push-to-hub"]
+
+
+def test_the_modern_recipe_preset_trains_and_fills(capsys, monkeypatch, tmp_path, tiny_args, english_texts):
+    data = tmp_path / "corpus.txt"
+    data.write_text("\n".join(english_texts[:400]) + "\n")
+    code, out, err = run_cli(["train", "--preset", "scratch-modern", "--data", str(data), "--max-steps", "2",
+                              "--set", "train.max_minutes=null", *tiny_args], capsys, monkeypatch)
+    assert code == 0, err
+    from transformers import AutoConfig
+
+    assert AutoConfig.from_pretrained(tmp_path / "run" / "model").model_type == "modernbert"
+    code, out, err = run_cli(["predict", str(tmp_path / "run"), "the [MASK] said.", "--json"], capsys, monkeypatch)
+    assert code == 0 and len(json.loads(out)["masks"][0]) == 5, err
