@@ -85,14 +85,16 @@ def write_train_file(seed: int) -> tuple[Path, int]:
     return path, len(names)
 
 
-def train_model(model_dir: Path, minutes: float, threads: int, seed: int) -> None:
+def train_model(model_dir: Path, minutes: float, threads: int, seed: int, sets: list[str] | None = None) -> None:
+    """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison)."""
     import mlmkit
 
     path, n = write_train_file(seed)
     run = model_dir.parent
     print(f"training {run} (domains-tiny, {minutes} min, {threads} thread(s)) on {n:,} names from {path}")
     mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), overwrite=True,
-                 overrides=[f"train.max_minutes={minutes}", f"train.threads={threads}", "train.progress=false"])
+                 overrides=[f"train.max_minutes={minutes}", f"train.threads={threads}", "train.progress=false",
+                            *(sets or [])])
 
 
 # ------------------------------------------------------------------------------------ evaluation sets
@@ -355,13 +357,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training and the model's fills)")
     ap.add_argument("--n", type=int, default=1500, help="names per evaluation set (at most)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="with --train-minutes: a config override for the training run (repeatable)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
     if args.train_minutes:
-        train_model(model_dir, args.train_minutes, args.threads, args.seed)
+        train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets)
     if args.train_only:
         return
     evaluate_all(model_dir, args.n, args.seed)
