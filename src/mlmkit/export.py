@@ -18,7 +18,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .engine.checkpoint import verify
+from .engine.checkpoint import list_checkpoints, verify
 from .errors import MlmkitError
 from .families import family_of_model
 from .report.cards import TRAINING_CONFIG
@@ -56,7 +56,7 @@ def _checkpoint(run_dir: Path | None, step: int) -> Path:
     if run_dir is None:
         raise MlmkitError("--step needs a run folder (its checkpoints/ hold the steps)")
     ckpt = run_dir / CHECKPOINTS_DIR / f"step-{step:08d}"
-    have = sorted(int(p.name[5:]) for p in (run_dir / CHECKPOINTS_DIR).glob("step-*") if p.name[5:].isdigit())
+    have = [int(c.name.removeprefix("step-")) for c in list_checkpoints(run_dir / CHECKPOINTS_DIR)]
     if not ckpt.is_dir():
         raise MlmkitError(f"{run_dir} has no checkpoint of step {step} (it has: {', '.join(map(str, have)) or 'none'})")
     problem = verify(ckpt)

@@ -8,6 +8,12 @@ _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 
 
+def is_path_spec(spec: str) -> bool:
+    """True if `spec` is written as a local path (``./x``, ``/x``, ``~/x``, ``a/b/c``), not as a
+    Hub id (``name`` or ``user/name``): a missing one is a missing folder, not a Hub look-up."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1
+
+
 def mix_seed(*parts: int) -> int:
     """A 63-bit seed from several integers, e.g. (seed, epoch, batch): the same in every process
     and on every machine (unlike `hash()`), so batch i of epoch e is drawn the same way on every

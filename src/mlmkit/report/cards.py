@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..util import is_path_spec
+
 TRAINING_CONFIG = "training_config.yaml"  # the run's config.yaml, copied beside the card
 METRICS = (("eval_loss", "loss"), ("eval_perplexity", "perplexity"), ("eval_accuracy", "accuracy"),
            ("eval_bits_per_char", "bits per character"), ("eval_span_exact_match", "span exact match"))
@@ -25,7 +27,7 @@ def _fmt(v: Any) -> str:
 def hub_id(spec: Any) -> str | None:
     """`spec` if it names a Hub repository (``name`` or ``user/name``, not a local path)."""
     s = str(spec or "")
-    if not s or s.startswith((".", "/", "~")) or s.count("/") > 1 or Path(s).exists() or "*" in s:
+    if not s or is_path_spec(s) or Path(s).exists() or "*" in s:
         return None
     if s.startswith("mlmkit:") or Path(s).suffix in (".txt", ".csv", ".tsv", ".json", ".jsonl", ".parquet", ".gz"):
         return None

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import MODEL_SIZES
 from ..errors import MlmkitError
-from ..util import one_line
+from ..util import is_path_spec, one_line
 
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
@@ -70,7 +70,7 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pick
 
     from transformers import AutoModelForMaskedLM
 
-    if not Path(name_or_path).exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+    if not Path(name_or_path).exists() and is_path_spec(name_or_path):
         raise MlmkitError(f"no such model folder: {name_or_path}")
     try:
         return AutoModelForMaskedLM.from_pretrained(

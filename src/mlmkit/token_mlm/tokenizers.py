@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import MlmkitError
-from ..util import one_line
+from ..util import is_path_spec, one_line
 
 if TYPE_CHECKING:  # importing transformers costs seconds; only do it when a function runs
     from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
@@ -76,7 +76,7 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False) -> Pre
 
     from pathlib import Path
 
-    if not Path(name_or_path).exists() and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+    if not Path(name_or_path).exists() and is_path_spec(name_or_path):
         raise MlmkitError(f"no such model or tokenizer folder: {name_or_path}")
     try:
         tok = AutoTokenizer.from_pretrained(name_or_path, use_fast=True, trust_remote_code=trust_remote_code)
