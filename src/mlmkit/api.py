@@ -25,13 +25,15 @@ def train_run(preset: Optional[str] = None, *, config: Optional[str] = None, dat
               validation: Optional[list[str]] = None, output_dir: Optional[str] = None,
               init_from: Optional[str] = None, overrides: Optional[list[str]] = None,
               max_steps: Optional[int] = None, max_minutes: Optional[float] = None, seed: Optional[int] = None,
+              trust_remote_code: bool = False, strategy: Optional[str] = None,
               resume: Resume = False, overwrite: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train a run as `mlmkit train` does; returns its summary (what the CLI prints). `overrides`
     are ``section.key=value`` strings (the CLI's ``--set``); `resume` as ``--resume`` (True),
     ``--auto-resume`` ("auto") or ``--resume-from`` (a checkpoint folder)."""
     flags = {"data.train": list(data or []), "data.validation": list(validation or []),
              "train.output_dir": output_dir, "model.init_from": init_from, "train.max_steps": max_steps,
-             "train.max_minutes": max_minutes, "train.seed": seed}
+             "train.max_minutes": max_minutes, "train.seed": seed, "train.strategy": strategy,
+             "model.trust_remote_code": True if trust_remote_code else None}
     return run_training(preset, config, overrides, flags, resume=resume, overwrite=overwrite, log=log)
 
 

@@ -70,14 +70,12 @@ def train(
                                            help="Under torchrun: ddp (default) or fsdp (train.strategy)."),
 ):
     """Pre-train (from scratch or continued) and save a Hugging Face model folder."""
-    from .api import run_training
+    from .api import train_run
 
-    flags = {"data.train": list(data or []), "data.validation": list(validation or []), "train.output_dir": output,
-             "model.init_from": init_from, "model.trust_remote_code": True if trust_remote_code else None,
-             "train.max_steps": max_steps, "train.max_minutes": max_minutes, "train.strategy": strategy,
-             "train.seed": seed}
-    resume_mode = resume_from or ("auto" if auto_resume else resume)
-    summary = run_training(preset, config, sets, flags, resume=resume_mode, overwrite=overwrite, log=_echo)
+    summary = train_run(preset, config=config, data=data, validation=validation, output_dir=output,
+                        init_from=init_from, overrides=sets, max_steps=max_steps, max_minutes=max_minutes, seed=seed,
+                        trust_remote_code=trust_remote_code, strategy=strategy,
+                        resume=resume_from or ("auto" if auto_resume else resume), overwrite=overwrite, log=_echo)
     if summary is not None:
         typer.echo(json.dumps(summary, indent=2))
         if "model_dir" in summary:  # absent when a signal stopped the run before the end
