@@ -27,6 +27,10 @@ string of the model's alphabet, 44^3 = 85,184 for a 3-character span) and keeps 
 ones (`portable.plausible_name` and `check_domain`, as the model's fills).
 Bits per character of the gold span: the model's teacher-forced span head (softmax over the
 alphabet without the specials); the n-gram's exact conditional P(span | rest of the name).
+
+The n-gram's order tuning and fills depend only on the training names, the alphabet and the masked
+names: they are cached in ``.cache/char_external/kn-*.json`` (about 10 minutes the first time), so
+evaluating another model on the same data takes about a minute.
 """
 
 from __future__ import annotations
@@ -334,11 +338,30 @@ def by_label(items, fills_by_system: dict[str, list], seen: set) -> None:
     breakdown("masked label", groups, items, fills_by_system)
 
 
+def cached(parts, compute):
+    """`compute()` (JSON-able), remembered under .cache/char_external by a hash of `parts`: the
+    n-gram's numbers depend only on its training names, order and the masked names, and its
+    exhaustive 3-character fills take minutes, so a model-only rerun reuses them."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    path = CACHE / f"kn-{key}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    out = compute()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out), encoding="utf-8")
+    os.replace(tmp, path)
+    return out
+
+
 def evaluate_set(title: str, names: list[str], bundle, kn, seed: int, label: str) -> list:
     items = [(d, *make_mask(d, seed)) for d in names]
     m_fills, m_secs = model_fills(bundle, items)
     m_bits = model_bits(bundle, items)
-    k_fills, k_bits, k_secs = kn_fills(kn, items)
+    k_fills, k_bits, k_secs = cached(["fills", kn.fingerprint, items], lambda: kn_fills(kn(), items))
     print_tables(title, {"character model (mlmkit predict path)": (score(items, m_fills, m_bits), m_secs),
                          label: (score(items, k_fills, k_bits), k_secs)})
     step = max(1, len(items) // 6)
@@ -372,8 +395,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
-    from kneser_ney import CharKN
-
     from mlmkit.char_mlm.data import holdout_key
     from mlmkit.char_mlm.model import load_char_model
 
@@ -390,8 +411,9 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
     train_keys = {holdout_key(d, "name") for d in names} | {holdout_key(r.strip().lower(), "name") for r in raw}
     ext, stats = external_set(train_keys, dcfg, set(chars), n, seed)
     indist = sample(one_per_key([d for d in held if usable(d, set(chars))], set()), n, seed)
-    order, tune = tune_kn(train, chars)
-    kn = CharKN(chars, order).fit(train)
+    order, tune = cached(["tune", chars, train], lambda: tune_kn(train, chars))
+    tune["bits"] = {int(o): b for o, b in tune["bits"].items()}
+    kn = lazy_kn(chars, order, train)
     print_data(counts, names, train, held, stats, bundle, tune, order)
     label = f"Kneser-Ney {order}-gram"
     seen = {label_of(d) for d in train}
@@ -405,6 +427,24 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
                                            bundle, kn, seed, label)
     by_label(items, {"model": m_fills, "n-gram": k_fills}, seen)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+
+
+def lazy_kn(chars: str, order: int, train: list[str]):
+    """A callable that fits the n-gram on first use (never, when every result is cached), with a
+    `fingerprint` of what it would be fitted on."""
+    import hashlib
+
+    from kneser_ney import CharKN
+
+    fitted: list = []
+
+    def get():
+        if not fitted:
+            fitted.append(CharKN(chars, order).fit(train))
+        return fitted[0]
+
+    get.fingerprint = [chars, order, hashlib.sha256("\n".join(train).encode()).hexdigest()]
+    return get
 
 
 def print_data(counts, names, train, held, stats, bundle, tune, order) -> None:
