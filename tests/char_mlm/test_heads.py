@@ -11,7 +11,9 @@ from mlmkit.char_mlm.masking import span_targets
 
 V, D = 30, 32
 MASK = 3
-HEADS = [("gru", 0), ("transformer", 0), ("gru", 64), ("transformer", 64)]  # (kind, n-gram buckets)
+# (kind, n-gram buckets, dense memory)
+HEADS = [("gru", 0, False), ("transformer", 0, False), ("gru", 64, False), ("transformer", 64, False),
+         ("gru", 64, True), ("transformer", 64, True)]
 
 
 def _setup(seed=0):
@@ -26,17 +28,17 @@ def _setup(seed=0):
     return hidden, masked, spans, span_targets(ids, spans)
 
 
-def _ar_head(kind, ngram):
-    head = AutoregressiveSpanHead(D, V, kind=kind, ngram_buckets=ngram, ngram_max=4)
+def _ar_head(kind, ngram, dense=False):
+    head = AutoregressiveSpanHead(D, V, kind=kind, ngram_buckets=ngram, ngram_max=4, ngram_dense=dense)
     if ngram:  # the memory starts at zero (a no-op): give it weights so that it matters
         torch.nn.init.normal_(head.ngram.emb.weight)
     return head.eval()
 
 
-@pytest.mark.parametrize("kind,ngram", HEADS)
-def test_no_leakage(kind, ngram):
+@pytest.mark.parametrize("kind,ngram,dense", HEADS)
+def test_no_leakage(kind, ngram, dense):
     torch.manual_seed(0)
-    head = _ar_head(kind, ngram)
+    head = _ar_head(kind, ngram, dense)
     hidden, ids, spans, tg = _setup()
     base = head(hidden, spans, tg, ids)
     for t in range(tg.shape[1]):
@@ -68,10 +70,10 @@ def test_ngram_memory_reads_the_context_around_the_span():
         head(hidden, spans, tg)
 
 
-@pytest.mark.parametrize("kind,ngram", HEADS)
-def test_batched_equals_one_span_at_a_time(kind, ngram):
+@pytest.mark.parametrize("kind,ngram,dense", HEADS)
+def test_batched_equals_one_span_at_a_time(kind, ngram, dense):
     torch.manual_seed(0)
-    head = _ar_head(kind, ngram)
+    head = _ar_head(kind, ngram, dense)
     hidden, ids, spans, tg = _setup(1)
     batched = head(hidden, spans, tg, ids)
     for s in range(spans.shape[0]):
@@ -80,12 +82,12 @@ def test_batched_equals_one_span_at_a_time(kind, ngram):
         assert torch.allclose(single[0], batched[s, :n], atol=1e-5)
 
 
-@pytest.mark.parametrize("kind,ngram", HEADS + [("parallel", 0)])
-def test_greedy_and_beam_scores_match_teacher_forcing(kind, ngram):
+@pytest.mark.parametrize("kind,ngram,dense", HEADS + [("parallel", 0, False)])
+def test_greedy_and_beam_scores_match_teacher_forcing(kind, ngram, dense):
     """Incremental decoding (with the memory updated as characters are chosen) scores a sequence
     exactly as the teacher-forced forward does."""
     torch.manual_seed(0)
-    head = ParallelSpanHead(D, V).eval() if kind == "parallel" else _ar_head(kind, ngram)
+    head = ParallelSpanHead(D, V).eval() if kind == "parallel" else _ar_head(kind, ngram, dense)
     hidden, ids, spans, tg = _setup(2)
     seqs, scores = head.beam_search(hidden, spans, beam=1, input_idx=ids)
     seqs4, scores4 = head.beam_search(hidden, spans, beam=4, input_idx=ids)
@@ -137,3 +139,59 @@ def test_ngram_memory_dropout_is_training_only():
     assert not torch.equal(head(hidden, spans, tg, ids), head(hidden, spans, tg, ids))
     head.eval()
     assert torch.equal(head(hidden, spans, tg, ids), head(hidden, spans, tg, ids))
+
+
+def _dense_features(head, ids, dists=(1, 2, 3)):
+    """{(row, pos, length): memory features} of `dense_windows` on the unmasked rows `ids`."""
+    left, right, lengths, gold = head.ngram.dense_windows(ids, 5, dists)
+    feats = head.ngram.features(left, right, lengths, 0, 1)[:, 0]
+    rows, pos = (ids >= 5).nonzero(as_tuple=True)
+    keys = [(r, p, d) for d in dists for r, p in zip(rows.tolist(), pos.tolist())]
+    return dict(zip(keys, feats)), dict(zip(keys, gold.tolist()))
+
+
+def test_dense_memory_hashes_what_a_real_span_would():
+    """Every character as the start of a 1-3 character span: the same look-ups (and target) as
+    that span masked alone, so what the dense loss teaches is what a fill reads."""
+    torch.manual_seed(0)
+    head = _ar_head("gru", 64, dense=True)
+    ids = _setup()[1].clamp_min(5)  # unmasked rows
+    feats, gold = _dense_features(head, ids)
+    for row, start, d in [(0, 0, 1), (0, 7, 3), (1, 18, 2), (2, 19, 1), (3, 4, 2)]:
+        masked = ids.clone()
+        masked[row, start: start + d] = MASK
+        span = torch.tensor([[row, start, d]])
+        left, right, lengths = head.ngram.windows(masked, span, d)
+        real = head.ngram.features(left, right, lengths, 0, 1)[0, 0]
+        assert torch.equal(real, feats[(row, start, d)])
+        assert gold[(row, start, d)] == int(ids[row, start])
+
+
+def test_dense_memory_never_reads_the_characters_it_predicts():
+    torch.manual_seed(0)
+    head = _ar_head("gru", 64, dense=True)
+    ids = _setup()[1].clamp_min(5)
+    row, p = 1, 8
+    base, _ = _dense_features(head, ids)
+    for d in (1, 2, 3):
+        inside = ids.clone()
+        inside[row, p: p + d] = (inside[row, p: p + d] - 5 + 3) % (V - 5) + 5  # the span's own characters
+        assert torch.equal(_dense_features(head, inside)[0][(row, p, d)], base[(row, p, d)])
+        for q in (p - 1, p + d):  # the characters just left and just right of it are read
+            near = ids.clone()
+            near[row, q] = (near[row, q] - 5 + 3) % (V - 5) + 5
+            assert not torch.equal(_dense_features(head, near)[0][(row, p, d)], base[(row, p, d)])
+
+
+def test_dense_loss_trains_the_memory_on_every_character():
+    """The dense loss alone reaches the rows of contexts no span masked; off (the default) the
+    head has no such loss and its logits have no direct memory path."""
+    torch.manual_seed(0)
+    head = _ar_head("gru", 64, dense=True).train()
+    ids = _setup()[1].clamp_min(5)
+    loss, n = head.dense_loss(ids)
+    assert int(n) == 3 * ids.numel()
+    loss.backward()
+    touched = (head.ngram.emb.weight.grad.abs().sum(1) > 0).sum()
+    assert touched > 0.5 * head.ngram.emb.weight.shape[0]  # 80 names x 8 look-ups spread over most rows
+    assert not _ar_head("gru", 64).ngram_dense and not _ar_head("gru", 0, dense=True).ngram_dense

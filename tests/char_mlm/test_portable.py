@@ -47,7 +47,7 @@ def _model(tmp_path, **model_kw):
 
 
 @pytest.mark.parametrize("model_kw", [
-    {"ngram_buckets": 64, "head_ngram_buckets": 64},  # the domains-tiny shape: n-gram tables in both
+    {"ngram_buckets": 64, "head_ngram_buckets": 64, "head_ngram_dense": 1.0},  # the domains-tiny shape
     {"arch": "canine"},
 ], ids=["scratch-ngram", "canine"])
 def test_exported_model_fills_patterns_without_mlmkit(tmp_path, model_kw):

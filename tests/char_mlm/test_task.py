@@ -166,7 +166,8 @@ def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
 
 @pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8},
                                    {"head_ngram_buckets": 128, "head_ngram_max": 4},
-                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2}])
+                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2},
+                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dense": 1.0}])
 def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
     torch.manual_seed(0)
     task = _task(domains_file, model_kw=ngram)
@@ -194,6 +195,27 @@ def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram)
     with torch.no_grad():
         assert torch.allclose(enc(b["input_idx"], b["attention_mask"]),
                               bundle.model.encode(b["input_ids"], b["input_idx"], b["attention_mask"]), atol=1e-5)
+
+
+def test_dense_memory_loss_is_added_in_training_only(domains_file):
+    """With `head_ngram_dense` the back-propagated loss is the span loss plus weight x the
+    memory's every-character loss; the reported loss_sum (and evaluation) stay the span loss."""
+    torch.manual_seed(0)
+    task = _task(domains_file, model_kw={"head_ngram_buckets": 128, "head_ngram_dense": 0.5})
+    torch.nn.init.normal_(task.model.head.ngram.emb.weight)
+    batch = next(task.train_batches(0))
+    model = task.model.train()
+    out = task.forward(model, batch)
+    span_only = torch.nn.functional.cross_entropy(
+        model(batch["input_ids"], batch["input_idx"], batch["attention_mask"], batch["spans"],
+              batch["targets"]).flatten(0, 1), batch["targets"].flatten(), ignore_index=-100)
+    dense_sum, n = model.head.dense_loss(batch["clean_idx"])
+    assert int(n) == 3 * int((batch["clean_idx"] >= Alphabet.N_SPECIALS).sum())
+    assert torch.allclose(out.loss, span_only + 0.5 * dense_sum / n, atol=1e-5)
+    assert torch.allclose(out.loss_sum / out.n_targets, span_only, atol=1e-5)
+    model.eval()
+    ev = task.forward(model, batch)
+    assert torch.allclose(ev.loss, ev.loss_sum / ev.n_targets)  # evaluation: the span loss alone
 
 
 def test_pattern_syntax():

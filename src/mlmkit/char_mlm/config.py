@@ -59,6 +59,7 @@ class CharModelConfig(ModelSection):
     head_ngram_max: int = 6  # longest n-gram of the head's memory (orders 1..head_ngram_max, each side)
     head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
+    head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
 
@@ -75,6 +76,9 @@ class CharModelConfig(ModelSection):
         check(1 <= self.head_ngram_max <= 8, "model.head_ngram_max", "must be in [1, 8]")
         check(0.0 <= self.head_ngram_dropout < 1.0, "model.head_ngram_dropout", "must be in [0, 1)")
         check(self.head_ngram_dim >= 0, "model.head_ngram_dim", "must be >= 0")
+        check(self.head_ngram_dense >= 0, "model.head_ngram_dense", "must be >= 0")
+        check(self.head_ngram_dense == 0 or self.head_ngram_buckets > 0, "model.head_ngram_dense",
+              "needs model.head_ngram_buckets > 0")
         check(self.ngram_lr_scale > 0, "model.ngram_lr_scale", "must be > 0")
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)

@@ -104,6 +104,22 @@ class SpanNgramMemory(nn.Module):
         return self.proj(emb.sum(2))
 
 
+    def dense_windows(self, idx: torch.Tensor, n_specials: int, dists=(1, 2, 3)):
+        """Every character of every (unmasked) row as the first character of a span of each length
+        in `dists`: (left, right, lengths, targets) shaped as `windows` gives them for one step, so
+        `features(left, right, lengths, 0, 1)` hashes exactly what a real span would."""
+        K, D = self.max_n, max(dists)
+        row, pos = (idx >= n_specials).nonzero(as_tuple=True)
+        padded = F.pad(idx, (K, K + D))  # PAD (0) outside the row, as `windows` reads it
+        flat, W = padded.reshape(-1), padded.shape[1]
+        base = row * W + pos  # padded[row, pos + K + j] is row position pos + j
+        left = flat[base[:, None] + torch.arange(K + 1, device=idx.device)[None]]  # pos-K .. pos
+        rights = [flat[base[:, None] + K + d + torch.arange(K, device=idx.device)[None]] for d in dists]
+        n = row.shape[0]
+        lengths = torch.tensor(dists, device=idx.device).repeat_interleave(n)
+        return left.repeat(len(dists), 1), torch.cat(rights), lengths, idx[row, pos].repeat(len(dists))
+
+
 class SpanHeadBase(nn.Module):
     n_specials = 5  # alphabet indices that are never generated (PAD, CLS, SEP, MASK, UNK)
 
@@ -205,11 +221,15 @@ class SpanHeadBase(nn.Module):
 class AutoregressiveSpanHead(SpanHeadBase):
     def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
                  kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
-                 ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0):
+                 ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0,
+                 ngram_dense: bool = False):
         super().__init__(hidden_size, vocab_size)
         d = head_size or hidden_size
         if ngram_buckets:
             self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim)
+        # dense memory: the memory also reaches the output directly, and `dense_loss` trains it
+        # on every character of every name (as counting would), not only on the masked ones
+        self.ngram_dense = bool(ngram_dense and ngram_buckets)
         if kind not in ("gru", "transformer"):
             raise ValueError(f"head kind must be gru|transformer, got {kind!r}")
         self.kind, self.head_size = kind, d
@@ -248,7 +268,20 @@ class AutoregressiveSpanHead(SpanHeadBase):
             x = x + self.pos_emb.weight[:T][None]
             causal = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
             y = self.block(x, src_mask=causal, is_causal=True)
+        if self.ngram_dense:
+            y = y + feats.to(y.dtype)
         return self.out(self.norm(y + ctxp))
+
+    def dense_loss(self, clean_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(summed cross-entropy, count) of the memory alone predicting every character of the
+        unmasked rows `clean_idx`, through the head's own output layer. A masked span trains a
+        context's rows only when that context is masked (~15% of characters, once a pass); this
+        trains every context every pass, as a count would, with the contexts a fill sees (the rest
+        of the name unmasked)."""
+        left, right, lengths, gold = self.ngram.dense_windows(clean_idx, self.n_specials)
+        feats = self.ngram.features(left, right, lengths, 0, 1)[:, 0]
+        logits = self.out(self.norm(feats))
+        return F.cross_entropy(logits.float(), gold, reduction="sum"), gold.new_tensor(gold.shape[0])
 
     # incremental decoding
     def init_state(self, ctx, valid, ngram_state=None):
@@ -271,7 +304,10 @@ class AutoregressiveSpanHead(SpanHeadBase):
                 left = left.clone()
                 left[:, self.ngram.max_n + t - 1] = prev
             state = {**state, "ng_left": left}
-            x = x + self.ngram.features(left, state["ng_right"], state["ng_len"], t, 1)[:, 0].to(x.dtype)
+            feats = self.ngram.features(left, state["ng_right"], state["ng_len"], t, 1)[:, 0].to(x.dtype)
+            x = x + feats
+            if self.ngram_dense:
+                ctxp_t = ctxp_t + feats  # the direct path of `span_logits`
         if self.kind == "gru":
             y, h = self.rnn(x[:, None], state["h"])
             logits = self.out(self.norm(y[:, 0] + ctxp_t))

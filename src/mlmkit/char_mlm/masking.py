@@ -261,4 +261,5 @@ def make_batch(domains: Sequence[str], alphabet: Alphabet, mcfg, keys: torch.Ten
         "attention_mask": att,
         "spans": res.spans,
         "targets": span_targets(idx, res.spans),
+        "clean_idx": idx,  # the unmasked rows (a dense head memory learns from every character)
     }

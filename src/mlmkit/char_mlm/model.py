@@ -58,6 +58,8 @@ class CharMLMModel(nn.Module):
                                 dropout=cfg.dropout if cfg.head == "autoregressive" else 0.0,
                                 ngram_buckets=cfg.head_ngram_buckets, ngram_max=cfg.head_ngram_max,
                                 ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
+        if cfg.head_ngram_dense > 0:  # absent otherwise: older exports rebuild their head unchanged
+            self.head_config["ngram_dense"] = True
         self.head = build_head(**self.head_config)
 
         if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)
@@ -74,9 +76,14 @@ class CharMLMModel(nn.Module):
             return self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return self.encoder(input_idx, attention_mask)
 
-    def forward(self, input_ids, input_idx, attention_mask, spans, targets):
+    def forward(self, input_ids, input_idx, attention_mask, spans, targets, clean_idx=None):
+        """Span logits; in training with a dense head memory and the unmasked rows `clean_idx`,
+        (logits, dense loss sum, dense count): in one forward, so DDP sees every parameter used."""
         hidden = self.encode(input_ids, input_idx, attention_mask)
-        return self.head(hidden, spans, targets, input_idx)
+        logits = self.head(hidden, spans, targets, input_idx)
+        if self.training and clean_idx is not None and getattr(self.head, "ngram_dense", False):
+            return (logits, *self.head.dense_loss(clean_idx))
+        return logits
 
 
 def _pretrained_canine(name: str) -> CanineCharEncoder:

@@ -113,9 +113,13 @@ class SpanTask(TaskBase):
     def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
         if self.decode_eval and not model.training:
             return self._forward_decoded(unwrap(model), batch)
-        logits = model(input_ids=batch["input_ids"], input_idx=batch["input_idx"],
-                       attention_mask=batch["attention_mask"], spans=batch["spans"], targets=batch["targets"])
+        out = model(input_ids=batch["input_ids"], input_idx=batch["input_idx"],
+                    attention_mask=batch["attention_mask"], spans=batch["spans"], targets=batch["targets"],
+                    clean_idx=batch.get("clean_idx") if self.model_cfg.head_ngram_dense > 0 else None)
+        logits, dense = (out[0], out[1:]) if isinstance(out, tuple) else (out, None)
         loss, n, loss_sum, correct = span_loss(logits, batch["targets"])
+        if dense is not None:  # the memory's every-character loss joins what is back-propagated only
+            loss = loss + self.model_cfg.head_ngram_dense * dense[0] / dense[1].clamp_min(1)
         return LossOutput(loss=loss, n_targets=n, loss_sum=loss_sum, n_correct=correct,
                           n_tokens=batch["attention_mask"].sum())
 
