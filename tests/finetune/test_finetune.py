@@ -11,6 +11,7 @@ import torch
 from mlmkit.errors import DataError, MlmkitError
 from mlmkit.finetune import (Example, FinetuneConfig, classification_metrics, finetune, load_examples,
                              split_examples)
+from mlmkit.finetune.data import subsample
 
 TOPICS = {
     "sport": "goal match team player season coach league score cup win".split(),
@@ -124,6 +125,25 @@ def test_hash_split_is_deterministic_disjoint_and_sized():
     assert len(train) + len(val) + len(test) == 2000
     assert not ({e.text for e in train} & {e.text for e in test})
     assert 150 < len(val) < 250 and 330 < len(test) < 470
+
+
+def test_max_train_samples_shrinks_only_the_training_split(tmp_path, model_dir):
+    examples = [Example(t, l) for t, l in _texts(400)]
+    picked = subsample(examples, 50, seed=3)
+    assert len(picked) == 50 and picked == subsample(examples, 50, seed=3)
+    assert picked != subsample(examples, 50, seed=4) and subsample(examples, None, 0) == examples
+    assert [examples.index(e) for e in picked] == sorted(examples.index(e) for e in picked)  # order kept
+    path = tmp_path / "d.csv"
+    with open(path, "w", newline="") as f:
+        csv.writer(f).writerows([("text", "label"), *_texts(400)])
+    cfg = dict(epochs=1, batch_size=16, lr=1e-3, test_fraction=0.2, threads=1, progress=False)
+    whole = finetune(model_dir, [str(path)], tmp_path / "whole", FinetuneConfig(**cfg), log=lambda s: None)
+    few = finetune(model_dir, [str(path)], tmp_path / "few", FinetuneConfig(max_train_samples=32, **cfg),
+                   log=lambda s: None)
+    assert few.sizes["train"] == 32 and whole.sizes["train"] > 200
+    assert few.sizes["validation"] == whole.sizes["validation"] and few.sizes["test"] == whole.sizes["test"]
+    with pytest.raises(MlmkitError, match="max_train_samples"):
+        FinetuneConfig(max_train_samples=0)
 
 
 def test_classification_metrics():

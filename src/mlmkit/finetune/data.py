@@ -7,6 +7,7 @@ and run."""
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,6 +123,15 @@ def load_examples(specs: list[str], text_column: str = "text", label_column: str
     if len({e.label for e in examples}) < 2:
         raise MlmkitError(f"need at least two distinct labels, found {sorted({e.label for e in examples})}")
     return examples
+
+
+def subsample(examples: list, n: int | None, seed: int) -> list:
+    """`n` of `examples` drawn by `seed`, in their original order (all of them when n is None or
+    not smaller): the same seed gives the same sample, whatever the model."""
+    if n is None or n >= len(examples):
+        return examples
+    keep = sorted(random.Random(f"max_train_samples:{seed}").sample(range(len(examples)), n))
+    return [examples[i] for i in keep]
 
 
 def split_examples(examples: list[Example], validation_fraction: float, test_fraction: float = 0.0):

@@ -8,7 +8,7 @@ from collections import Counter
 
 from ..families import family_of_model
 from .chunks import entity_types, is_bio
-from .data import split_examples
+from .data import split_examples, subsample
 from .tagged import TaggedSentence, load_tagged
 from .task import Prepared
 from .token_task import TokenClassificationTask, align_labels
@@ -39,6 +39,7 @@ def prepare_tagging(path: str, data: list[str], cfg, log) -> Prepared:
     """Everything `finetune` needs for a token-classification run (`cfg`: a `FinetuneConfig`)."""
     sentences = load_tagged(data, cfg.text_column, cfg.label_column, cfg.max_samples, log=log)
     train_s, val_s, test_s = split_examples(sentences, cfg.validation_fraction, cfg.test_fraction)
+    train_s = subsample(train_s, cfg.max_train_samples, cfg.seed)
     labels = sorted({t for s in sentences for t in s.tags})
     log(f"{_describe(sentences, labels)}; split {len(train_s)} train / {len(val_s)} validation / "
         f"{len(test_s)} test sentences")
