@@ -43,6 +43,10 @@ def main() -> None:
     ap.add_argument("--mlmkit-dropout", type=float, default=None,
                     help="mlmkit's hidden and attention dropout (default: the Trainer's model config, 0.1); "
                          "0 = the dropout-free pre-training recipe (a recipe change: it is reported as such)")
+    ap.add_argument("--recipe", choices=["same", "modern"], default="same",
+                    help="mlmkit's side: 'same' = the Trainer's model and settings; 'modern' = the "
+                         "scratch-modern preset's recipe (ModernBERT of the same size: pre-norm, no dropout, "
+                         "lr 2e-3); the Trainer keeps BERT and lr 1e-3")
     ap.add_argument("--max-records", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke test: T = 0.1 min, tiny data")
     ap.add_argument("--no-save", action="store_true")
@@ -93,7 +97,17 @@ def main() -> None:
 
     # ---- 2. mlmkit with a time budget of fraction * T_ref
     p = args.mlmkit_dropout
-    model = C.build_bert(tok, dropout=p)
+    if args.recipe == "modern":
+        from dataclasses import replace
+
+        from mlmkit.token_mlm.model import build_model
+
+        torch.manual_seed(0)
+        model = build_model("modernbert", C.MODEL_SIZE, tok, T, None)
+        hp = replace(hp, lr=2e-3)
+        p = 0.0
+    else:
+        model = C.build_bert(tok, dropout=p)
     task = TokenMLMTask(model, tok, seqs, val, masker, batch_size=B, seed=0, eval_batch_size=64)
     eval_time = [0.0]
     orig_eval = task.eval_batches
@@ -137,7 +151,7 @@ def main() -> None:
             "trainer": {"steps": n_ref, "train_s": t_ref, "held_out_loss": target, "probe_s_per_step": step_s},
             "mlmkit": {"budget_s": budget_s, "steps": summary["step"], "curve": curve,
                        "compile": args.compile, "final_loss": final["eval_loss"],
-                       "dropout": 0.1 if p is None else p},
+                       "dropout": 0.1 if p is None else p, "recipe": args.recipe, "lr": hp.lr},
             "ratio": ratio, "reached": hit is not None, "quick": args.quick,
         })
     if hit is None:
