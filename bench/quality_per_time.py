@@ -146,7 +146,8 @@ def main() -> None:
     hit = next((c for c in curve if c["eval_loss"] <= target), None)
     ratio = None if hit is None else hit["train_s"] / t_ref
     if not args.no_save:
-        C.save_result("2_quality_per_time", {
+        # the recipe is its own row (goal <= 0.25x); the same-model row stays comparable over time
+        C.save_result("2_quality_per_time" if args.recipe == "same" else "2b_quality_per_time_recipe", {
             "data": data_name, "minutes": args.minutes, "fraction": args.fraction, "batch": B, "seq": T,
             "trainer": {"steps": n_ref, "train_s": t_ref, "held_out_loss": target, "probe_s_per_step": step_s},
             "mlmkit": {"budget_s": budget_s, "steps": summary["step"], "curve": curve,

@@ -90,6 +90,15 @@ def table(results: dict, commands: dict[str, str]) -> str:
         add(2, f"time to the Trainer's {r['minutes']:g}-min held-out loss", mlm,
             f"{t['train_s']:.0f}s to loss {t['held_out_loss']:.3f}",
             f"{r['ratio']:.2f}x" if r["ratio"] is not None else f">{r['fraction']:.2f}x", "<= 0.5x", yes(ok))
+    if (r := b.get("2b_quality_per_time_recipe")):
+        t = r["trainer"]
+        hit = next((c for c in r["mlmkit"]["curve"] if c["eval_loss"] <= t["held_out_loss"]), None)
+        mlm = (f"{hit['train_s']:.0f}s to loss {hit['eval_loss']:.3f}" if hit else
+               f"not reached in {r['mlmkit']['budget_s']:.0f}s (loss {r['mlmkit']['final_loss']:.3f})")
+        add("2b", f"... with the `scratch-modern` recipe (ModernBERT, no dropout, lr {r['mlmkit']['lr']:g}) vs "
+            f"the Trainer's BERT", mlm, f"{t['train_s']:.0f}s to loss {t['held_out_loss']:.3f}",
+            f"{r['ratio']:.3f}x" if r["ratio"] is not None else f">{r['fraction']:.2f}x", "<= 0.25x",
+            yes(r["ratio"] is not None and r["ratio"] <= 0.25))
     if (r := b.get("3_masking")):
         tp = r["tokens_per_s"]
         ref_plain = max(tp["hf_plain_with_special_mask"], tp["hf_plain_trainer_fed"])
