@@ -81,24 +81,21 @@ def table(results: dict, commands: dict[str, str]) -> str:
                 f"{mc['tokens_per_s']:,.0f} ({mc['mfu']:.0%}); compile {mc.get('compile_s', 0):.0f}s",
                 f"{h['tokens_per_s']:,.0f}", f"{r['ratio_compile']:.2f}x",
                 ">= 2.0x", yes(r["ratio_compile"] >= 2.0))
+    def quality_per_time(num, what, r, goal, ratio_spec):
+        """Rows 2 and 2b: mlmkit's time to the Trainer's held-out loss, against `goal`."""
+        t = r["trainer"]
+        hit = next((c for c in r["mlmkit"]["curve"] if c["eval_loss"] <= t["held_out_loss"]), None)
+        mlm = (f"{hit['train_s']:.0f}s to loss {hit['eval_loss']:.3f}" if hit else
+               f"not reached in {r['mlmkit']['budget_s']:.0f}s (loss {r['mlmkit']['final_loss']:.3f})")
+        add(num, what, mlm, f"{t['train_s']:.0f}s to loss {t['held_out_loss']:.3f}",
+            format(r["ratio"], ratio_spec) + "x" if r["ratio"] is not None else f">{r['fraction']:.2f}x",
+            f"<= {goal:g}x", yes(r["ratio"] is not None and r["ratio"] <= goal))
+
     if (r := b.get("2_quality_per_time")):
-        t = r["trainer"]
-        ok = r["ratio"] is not None and r["ratio"] <= 0.5
-        hit = next((c for c in r["mlmkit"]["curve"] if c["eval_loss"] <= t["held_out_loss"]), None)
-        mlm = (f"{hit['train_s']:.0f}s to loss {hit['eval_loss']:.3f}" if hit else
-               f"not reached in {r['mlmkit']['budget_s']:.0f}s (loss {r['mlmkit']['final_loss']:.3f})")
-        add(2, f"time to the Trainer's {r['minutes']:g}-min held-out loss", mlm,
-            f"{t['train_s']:.0f}s to loss {t['held_out_loss']:.3f}",
-            f"{r['ratio']:.2f}x" if r["ratio"] is not None else f">{r['fraction']:.2f}x", "<= 0.5x", yes(ok))
+        quality_per_time(2, f"time to the Trainer's {r['minutes']:g}-min held-out loss", r, 0.5, ".2f")
     if (r := b.get("2b_quality_per_time_recipe")):
-        t = r["trainer"]
-        hit = next((c for c in r["mlmkit"]["curve"] if c["eval_loss"] <= t["held_out_loss"]), None)
-        mlm = (f"{hit['train_s']:.0f}s to loss {hit['eval_loss']:.3f}" if hit else
-               f"not reached in {r['mlmkit']['budget_s']:.0f}s (loss {r['mlmkit']['final_loss']:.3f})")
-        add("2b", f"... with the `scratch-modern` recipe (ModernBERT, no dropout, lr {r['mlmkit']['lr']:g}) vs "
-            f"the Trainer's BERT", mlm, f"{t['train_s']:.0f}s to loss {t['held_out_loss']:.3f}",
-            f"{r['ratio']:.3f}x" if r["ratio"] is not None else f">{r['fraction']:.2f}x", "<= 0.25x",
-            yes(r["ratio"] is not None and r["ratio"] <= 0.25))
+        quality_per_time("2b", f"... with the `scratch-modern` recipe (ModernBERT, no dropout, lr "
+                         f"{r['mlmkit']['lr']:g}) vs the Trainer's BERT", r, 0.25, ".3f")
     if (r := b.get("3_masking")):
         tp = r["tokens_per_s"]
         ref_plain = max(tp["hf_plain_with_special_mask"], tp["hf_plain_trainer_fed"])

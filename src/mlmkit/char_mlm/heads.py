@@ -103,7 +103,6 @@ class SpanNgramMemory(nn.Module):
             emb = emb * keep[..., None].to(emb.dtype)
         return self.proj(emb.sum(2))
 
-
     def dense_windows(self, idx: torch.Tensor, n_specials: int, dists=(1, 2, 3)):
         """Every character of every (unmasked) row as the first character of a span of each length
         in `dists`: (left, right, lengths, targets) shaped as `windows` gives them for one step, so

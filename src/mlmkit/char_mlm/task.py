@@ -115,7 +115,7 @@ class SpanTask(TaskBase):
             return self._forward_decoded(unwrap(model), batch)
         out = model(input_ids=batch["input_ids"], input_idx=batch["input_idx"],
                     attention_mask=batch["attention_mask"], spans=batch["spans"], targets=batch["targets"],
-                    clean_idx=batch.get("clean_idx") if self.model_cfg.head_ngram_dense > 0 else None)
+                    clean_idx=batch.get("clean_idx"))  # used only by a dense head memory, in training
         logits, dense = (out[0], out[1:]) if isinstance(out, tuple) else (out, None)
         loss, n, loss_sum, correct = span_loss(logits, batch["targets"])
         if dense is not None:  # the memory's every-character loss joins what is back-propagated only
