@@ -153,11 +153,17 @@ def test_run_folders_are_never_trained_over_and_resume_keeps_the_run(capsys, mon
     _one_line_error(code, err, "cannot resume", "holds no checkpoint")
 
 
+def _train_two_steps(preset, text, tmp_path, tiny_args, capsys, monkeypatch):
+    """`mlmkit train --preset PRESET` for 2 steps on `text` written to a file; (code, out, err)."""
+    data = tmp_path / "corpus.txt"
+    data.write_text(text)
+    return run_cli(["train", "--preset", preset, "--data", str(data), "--max-steps", "2",
+                    "--set", "train.max_minutes=null", *tiny_args], capsys, monkeypatch)
+
+
 def test_a_corpus_of_one_long_line_still_holds_out_data(capsys, monkeypatch, tmp_path, tiny_args, english_texts):
-    data = tmp_path / "one.txt"
-    data.write_text(" ".join(english_texts[:1500]) + "\n")
-    code, out, err = run_cli(["train", "--preset", "scratch-tiny", "--data", str(data), "--max-steps", "2",
-                              "--set", "train.max_minutes=null", *tiny_args], capsys, monkeypatch)
+    code, out, err = _train_two_steps("scratch-tiny", " ".join(english_texts[:1500]) + "\n", tmp_path, tiny_args,
+                                      capsys, monkeypatch)
     assert code == 0, err
     assert "the last" in err and "sequences are held out instead" in err
     assert json.loads(out)["eval_targets"] > 0
@@ -205,10 +211,8 @@ def test_shell_completion_completes_commands_and_options():
 
 
 def test_the_modern_recipe_preset_trains_and_fills(capsys, monkeypatch, tmp_path, tiny_args, english_texts):
-    data = tmp_path / "corpus.txt"
-    data.write_text("\n".join(english_texts[:400]) + "\n")
-    code, out, err = run_cli(["train", "--preset", "scratch-modern", "--data", str(data), "--max-steps", "2",
-                              "--set", "train.max_minutes=null", *tiny_args], capsys, monkeypatch)
+    code, out, err = _train_two_steps("scratch-modern", "\n".join(english_texts[:400]) + "\n", tmp_path, tiny_args,
+                                      capsys, monkeypatch)
     assert code == 0, err
     from transformers import AutoConfig
 
