@@ -95,3 +95,27 @@ def test_extra_ids_masked_identically():
     r = mask_spans(ids, maskable, MASK, generator=torch.Generator().manual_seed(9),
                    extra_ids=[(cps, 0xE003)])
     assert torch.equal(r.extra[0] == 0xE003, r.masked_ids == MASK)
+
+
+def test_cloze_windows_start_at_every_character_and_never_cross_a_non_character():
+    """One window per character; lengths cycle 1..n along the name from an offset that depends
+    on the row's content only (the same row anywhere in any batch gets the same windows); a
+    window stops at [SEP] or an UNK (index 4) inside the name."""
+    from mlmkit.char_mlm.masking import window_spans
+
+    ids, _ = _rows(B=200, seed=3)
+    ids[5, 4] = 4  # an UNK inside row 5
+    w = window_spans(ids, 3, 5)
+    is_char = ids >= 5
+    assert w.shape[0] == int(is_char.sum())
+    assert torch.equal(w[:, :2], is_char.nonzero())
+    row, start, n = w.unbind(1)
+    assert int(n.min()) == 1 and int(n.max()) == 3
+    for k in range(3):  # every character of the window is a character
+        inside = n > k
+        assert is_char[row[inside], start[inside] + k].all()
+    full = (start + (ids * is_char).sum(1)[row]) % 3 + 1
+    assert (n <= full).all() and (n == full).float().mean() > 0.8  # cut only at a name's end
+    assert w[(row == 5) & (start == 2)][0, 2] == 2  # 3 by the cycle, cut before the UNK
+    again = window_spans(ids[[7, 5]], 3, 5)  # the same rows elsewhere: the same windows
+    assert torch.equal(again[again[:, 0] == 1, 1:], w[row == 5, 1:])

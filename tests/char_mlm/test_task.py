@@ -13,6 +13,7 @@ from mlmkit.char_mlm.data import Alphabet, is_validation
 from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
 from mlmkit.char_mlm.model import is_char_model_dir, load_char_model
+from mlmkit.char_mlm.masking import window_spans
 from mlmkit.char_mlm.predict import char_predict, parse_pattern
 from mlmkit.char_mlm.task import CharMLMTask, build_char_task
 from mlmkit.errors import ConfigError, DataError, MlmkitError
@@ -167,7 +168,8 @@ def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
 @pytest.mark.parametrize("ngram", [{}, {"ngram_buckets": 256}, {"ngram_buckets": 256, "ngram_dim": 8},
                                    {"head_ngram_buckets": 128, "head_ngram_max": 4},
                                    {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2},
-                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dense": 1.0}])
+                                   {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dense": 1.0},
+                                   {"arch": "cloze", "ngram_buckets": 256, "head_ngram_buckets": 128}])
 def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
     torch.manual_seed(0)
     task = _task(domains_file, model_kw=ngram)
@@ -216,6 +218,22 @@ def test_dense_memory_loss_is_added_in_training_only(domains_file):
     model.eval()
     ev = task.forward(model, batch)
     assert torch.allclose(ev.loss, ev.loss_sum / ev.n_targets)  # evaluation: the span loss alone
+
+
+def test_cloze_trains_on_a_window_at_every_character_and_evaluates_the_masked_spans(domains_file):
+    """A cloze model's training targets are windows of the clean names, one starting at every
+    character (whatever was masked); evaluation scores the masked spans, as for any model."""
+    torch.manual_seed(0)
+    task = _task(domains_file, model_kw={"arch": "cloze", "cloze_windows": 2})
+    batch = next(task.train_batches(0))
+    windows = window_spans(batch["clean_idx"], 2, Alphabet.N_SPECIALS)
+    assert windows.shape[0] == int((batch["clean_idx"] >= Alphabet.N_SPECIALS).sum())
+    out = task.forward(task.model.train(), batch)
+    assert int(out.n_targets) == int(windows[:, 2].sum())
+    ev = task.forward(task.model.eval(), batch)
+    assert int(ev.n_targets) == int((batch["targets"] >= 0).sum()) < int(out.n_targets)
+    with pytest.raises(ConfigError, match="model.downsampling_rate"):
+        CharModelConfig(arch="cloze", downsampling_rate=2)
 
 
 def test_pattern_syntax():

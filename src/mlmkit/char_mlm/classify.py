@@ -13,7 +13,7 @@ import torch
 from ..engine.task import ParamGroup
 from ..family import Classifier
 from .data import Alphabet, normalize_domain
-from .encoders import CanineCharEncoder, ScratchCharEncoder, ngram_tables
+from .encoders import CanineCharEncoder, build_scratch_encoder, ngram_tables
 from .masking import encode_domains
 from .model import load_char_model
 
@@ -48,7 +48,7 @@ CHAR_CLASSIFIER_FILE = "mlmkit_char_classifier.json"
 
 
 def _char_encoder(kind: str, config: dict):
-    return CanineCharEncoder(config=config) if kind == "canine" else ScratchCharEncoder(**config)
+    return CanineCharEncoder(config=config) if kind == "canine" else build_scratch_encoder(**config)
 
 
 def _classifier_from_mlm(path: str, labels: list[str], *, from_scratch: bool, seed: int):

@@ -39,7 +39,9 @@ class CharDataConfig(DataSection):
 
 @dataclass
 class CharModelConfig(ModelSection):
-    arch: Literal["scratch", "canine"] = "scratch"  # scratch: mlmkit's character transformer; canine: CanineModel
+    # scratch: mlmkit's character transformer; canine: CanineModel; cloze: two causal scratch
+    # towers (left-to-right, right-to-left) that make every window of a name a target
+    arch: Literal["scratch", "canine", "cloze"] = "scratch"
     size: Literal["tiny", "mini", "small", "base"] = "tiny"  # scratch encoder size (config.MODEL_SIZES)
     # init_from (canine): hub name or local folder of a CANINE checkpoint, e.g. google/canine-c;
     # overrides: CanineConfig kwargs of a fresh CANINE model
@@ -60,6 +62,7 @@ class CharModelConfig(ModelSection):
     head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
     head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
+    cloze_windows: int = 3  # cloze: training targets are every window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
 
@@ -79,6 +82,8 @@ class CharModelConfig(ModelSection):
         check(self.head_ngram_dense >= 0, "model.head_ngram_dense", "must be >= 0")
         check(self.head_ngram_dense == 0 or self.head_ngram_buckets > 0, "model.head_ngram_dense",
               "needs model.head_ngram_buckets > 0")
+        check(0 <= self.cloze_windows <= 8, "model.cloze_windows", "must be in [0, 8]")
+        check(self.arch != "cloze" or self.downsampling_rate == 1, "model.downsampling_rate", "must be 1 with arch: cloze")
         check(self.ngram_lr_scale > 0, "model.ngram_lr_scale", "must be > 0")
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)

@@ -55,17 +55,23 @@ class ScratchCharEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, hidden_size: int = 128, num_layers: int = 3, num_heads: int = 4,
                  intermediate_size: int = 512, max_positions: int = 256, downsampling_rate: int = 1,
-                 dropout: float = 0.1, ngram_buckets: int = 0, ngram_max: int = 5, ngram_dim: int = 0):
+                 dropout: float = 0.1, ngram_buckets: int = 0, ngram_max: int = 5, ngram_dim: int = 0,
+                 causal: bool = False):
         super().__init__()
         if downsampling_rate not in (1, 2, 4):
             raise ValueError("downsampling_rate must be 1, 2 or 4")
+        if causal and downsampling_rate != 1:
+            raise ValueError("a causal encoder needs downsampling_rate 1")
         self.config = dict(vocab_size=vocab_size, hidden_size=hidden_size, num_layers=num_layers,
                            num_heads=num_heads, intermediate_size=intermediate_size,
                            max_positions=max_positions, downsampling_rate=downsampling_rate, dropout=dropout,
                            ngram_buckets=ngram_buckets, ngram_max=ngram_max, ngram_dim=ngram_dim)
+        if causal:  # absent otherwise: older configs stay as they were saved
+            self.config["causal"] = True
         d = hidden_size
         self.hidden_size = d
         self.rate = downsampling_rate
+        self.causal = causal  # position i sees only positions <= i (a tower of `ClozeCharEncoder`)
         self.max_positions = max_positions
         self.char_emb = nn.Embedding(vocab_size, d, padding_idx=0)
         self.pos_emb = nn.Embedding(max_positions, d)
@@ -74,7 +80,8 @@ class ScratchCharEncoder(nn.Module):
             # narrow rows + one projection: more buckets (fewer collisions) for the same memory
             # and optimiser traffic; 0 = rows as wide as the encoder, no projection
             e = ngram_dim or d
-            self.ngram_emb = nn.Embedding(ngram_buckets * 2 * len(self.ngram_orders), e)
+            sides = 1 if causal else 2  # causal: only the n-grams that end at a position
+            self.ngram_emb = nn.Embedding(ngram_buckets * sides * len(self.ngram_orders), e)
             nn.init.zeros_(self.ngram_emb.weight)  # starts as a no-op; frequent n-grams grow first
             self.ngram_proj = nn.Linear(e, d, bias=False) if e != d else nn.Identity()
         self.emb_norm = nn.LayerNorm(d)
@@ -101,6 +108,9 @@ class ScratchCharEncoder(nn.Module):
             x = x + self.ngram_proj(self.ngram_emb(self.ngram_ids(input_idx)).sum(2))
         x = self.drop(self.emb_norm(x))
         pad = attention_mask == 0
+        if self.causal:  # padding only follows a row: a real position never attends to it
+            mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device, dtype=x.dtype)
+            return self.final_norm(self.deep(x, mask=mask, is_causal=True))
         if self.rate == 1:
             return self.final_norm(self.deep(x, src_key_padding_mask=pad))
         r = self.rate
@@ -127,7 +137,7 @@ class ScratchCharEncoder(nn.Module):
         x = input_idx.long()
         L = x.shape[1]
         out = []
-        for side in range(2):
+        for side in range(1 if self.causal else 2):
             h = x  # never written in place: each step below makes a new tensor
             for n in range(2, self.ngram_orders[-1] + 1):
                 if side == 0:  # the character n-1 places back
@@ -137,6 +147,47 @@ class ScratchCharEncoder(nn.Module):
                 h = ngram_hash_step(h, other, n)
                 out.append(h % buckets + len(out) * buckets)
         return torch.stack(out, -1)
+
+
+class ClozeCharEncoder(nn.Module):
+    """Two causal towers, one reading each row left to right, one right to left: position i's
+    state is ``[fwd(chars <= i), bwd(chars >= i)]``, (B, L, 2 * hidden_size).
+
+    Why: a bidirectional encoder learns only from the ~15% of characters it was shown as MASK. Here
+    a span (p, n) is predicted from fwd at p - 1 and bwd at p + n (`heads.ClozeContext`), which
+    never saw the span, so every window of every name is a target on the same forward pass: the
+    statistic a character n-gram model counts, learned from all of it, for twice the encoder cost.
+    The right-to-left tower runs the same causal code on each row reversed in place (padding stays
+    at the end)."""
+
+    uses_code_points = False
+
+    def __init__(self, **config):
+        super().__init__()
+        config = {k: v for k, v in config.items() if k not in ("cloze", "causal")}
+        self.config = {**config, "cloze": True}
+        self.fwd = ScratchCharEncoder(**config, causal=True)
+        self.bwd = ScratchCharEncoder(**config, causal=True)
+        self.hidden_size = 2 * self.fwd.hidden_size
+        self.max_positions = self.fwd.max_positions
+
+    def forward(self, input_idx: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
+        rev = reverse_index(attention_mask)
+        bwd = self.bwd(input_idx.gather(1, rev), attention_mask)
+        bwd = bwd.gather(1, rev[..., None].expand_as(bwd))  # reversing twice is the identity
+        return torch.cat([self.fwd(input_idx, attention_mask), bwd], -1)
+
+
+def reverse_index(attention_mask: torch.Tensor) -> torch.Tensor:
+    """(B, L) positions that reverse each row's real part in place (padding stays where it is)."""
+    n = attention_mask.sum(1, keepdim=True)
+    j = torch.arange(attention_mask.shape[1], device=attention_mask.device)[None]
+    return torch.where(j < n, n - 1 - j, j)
+
+
+def build_scratch_encoder(**config) -> nn.Module:
+    """The from-scratch encoder a saved config describes (``cloze: true``: `ClozeCharEncoder`)."""
+    return ClozeCharEncoder(**config) if config.get("cloze") else ScratchCharEncoder(**config)
 
 
 class CanineCharEncoder(nn.Module):

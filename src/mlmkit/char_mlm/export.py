@@ -15,13 +15,13 @@ from pathlib import Path
 
 from ..report.cards import model_card
 from ..runs import MASKED_LM_SUBDIR
-from .encoders import CanineCharEncoder, ScratchCharEncoder
+from .encoders import CanineCharEncoder, build_scratch_encoder
 from .model import ALPHABET_NAME, load_char_model
 
 
 def export_encoder(path, out) -> Path:
     """Write the encoder alone: a Hugging Face CanineModel folder (canine) or safetensors +
-    config.json + alphabet.json (scratch encoder, `ScratchCharEncoder(**config)`)."""
+    config.json + alphabet.json (scratch or cloze encoder, `build_scratch_encoder(**config)`)."""
     bundle = load_char_model(path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -32,18 +32,18 @@ def export_encoder(path, out) -> Path:
         from safetensors.torch import save_model
 
         save_model(enc, str(out / "model.safetensors"))
-        (out / "config.json").write_text(json.dumps({"mlmkit_encoder": "ScratchCharEncoder", **enc.config}, indent=1))
+        (out / "config.json").write_text(json.dumps({"mlmkit_encoder": type(enc).__name__, **enc.config}, indent=1))
     bundle.alphabet.save(out / ALPHABET_NAME)
     return out
 
 
-def load_scratch_encoder(folder) -> ScratchCharEncoder:
+def load_scratch_encoder(folder) -> torch.nn.Module:
     from safetensors.torch import load_model
 
     folder = Path(folder)
     cfg = json.loads((folder / "config.json").read_text())
     cfg.pop("mlmkit_encoder", None)
-    enc = ScratchCharEncoder(**cfg)
+    enc = build_scratch_encoder(**cfg)
     load_model(enc, str(folder / "model.safetensors"))
     return enc.eval()
 

@@ -37,6 +37,31 @@ def gather_span_context(hidden: torch.Tensor, spans: torch.Tensor, lmax: int | N
     return ctx, valid
 
 
+class ClozeContext(nn.Module):
+    """Span context for a `ClozeCharEncoder` (hidden = [fwd, bwd]): every step of span (p, n)
+    reads fwd at p - 1 and bwd at p + n, states that never saw the span, plus an embedding of
+    the characters still to fill (n - t). `gather_span_context` would read states at the span's
+    own positions, which a cloze encoder computed from the very characters to predict."""
+
+    def __init__(self, hidden_size: int, max_span: int):
+        super().__init__()
+        self.max_span = max_span
+        self.left_to_fill = nn.Embedding(max_span + 1, hidden_size)
+
+    def forward(self, hidden: torch.Tensor, spans: torch.Tensor, lmax: int | None = None):
+        B, L, D2 = hidden.shape
+        row, start, length = spans.unbind(1)
+        lmax = max(int(length.max()) if spans.shape[0] else 1, lmax or 0)
+        flat = hidden.reshape(B * L, D2)
+        half = D2 // 2
+        around = torch.cat([flat.index_select(0, row * L + start - 1)[:, :half],
+                            flat.index_select(0, row * L + start + length)[:, half:]], -1)  # (S, D2)
+        t = torch.arange(lmax, device=spans.device)
+        valid = t[None] < length[:, None]
+        rest = (length[:, None] - t[None]).clamp(0, self.max_span)
+        return around[:, None, :] + self.left_to_fill(rest), valid
+
+
 class SpanNgramMemory(nn.Module):
     """Hashed n-gram embeddings for the span head: a large, cheap memory of "what follows this
     context", the statistic a character n-gram model lives on.
@@ -122,10 +147,17 @@ class SpanNgramMemory(nn.Module):
 class SpanHeadBase(nn.Module):
     n_specials = 5  # alphabet indices that are never generated (PAD, CLS, SEP, MASK, UNK)
 
-    def __init__(self, hidden_size: int, vocab_size: int):
+    def __init__(self, hidden_size: int, vocab_size: int, cloze: bool = False, max_span: int = 64):
         super().__init__()
         self.hidden_size, self.vocab_size = hidden_size, vocab_size
         self.ngram: SpanNgramMemory | None = None
+        self.cloze = ClozeContext(hidden_size, max_span) if cloze else None
+
+    def gather(self, hidden: torch.Tensor, spans: torch.Tensor, lmax: int | None = None):
+        """(S, Lmax, D) context of every span character and the (S, Lmax) valid mask."""
+        if self.cloze is not None:
+            return self.cloze(hidden, spans, lmax)
+        return gather_span_context(hidden, spans, lmax)
 
     # teacher-forced logits --------------------------------------------------------------------
     def forward(self, hidden: torch.Tensor, spans: torch.Tensor, targets: torch.Tensor,
@@ -137,7 +169,7 @@ class SpanHeadBase(nn.Module):
             if self.ngram is not None:  # through a look-up: a sparse table needs a sparse gradient
                 out = out + self.ngram.emb(spans.new_zeros(1)).sum() * 0.0
             return out
-        ctx, valid = gather_span_context(hidden, spans, targets.shape[1])
+        ctx, valid = self.gather(hidden, spans, targets.shape[1])
         gold = targets.clamp_min(0)
         feats = None
         if self.ngram is not None:
@@ -178,7 +210,7 @@ class SpanHeadBase(nn.Module):
             return (torch.zeros((0, beam, 1), dtype=torch.long, device=hidden.device),
                     torch.zeros((0, beam), device=hidden.device))
         lengths = spans[:, 2]
-        ctx, valid = gather_span_context(hidden, spans)
+        ctx, valid = self.gather(hidden, spans)
         lmax = ctx.shape[1]
         V = self.vocab_size
         ctx_b = ctx.repeat_interleave(beam, 0)
@@ -221,8 +253,8 @@ class AutoregressiveSpanHead(SpanHeadBase):
     def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
                  kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
                  ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0,
-                 ngram_dense: bool = False):
-        super().__init__(hidden_size, vocab_size)
+                 ngram_dense: bool = False, cloze: bool = False):
+        super().__init__(hidden_size, vocab_size, cloze, max_span)
         d = head_size or hidden_size
         if ngram_buckets:
             self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim)
@@ -332,8 +364,9 @@ class AutoregressiveSpanHead(SpanHeadBase):
 class ParallelSpanHead(SpanHeadBase):
     """Independent per-position prediction from the encoder state (no previous characters)."""
 
-    def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None, dropout: float = 0.0, **_):
-        super().__init__(hidden_size, vocab_size)
+    def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None, dropout: float = 0.0,
+                 cloze: bool = False, max_span: int = 64, **_):
+        super().__init__(hidden_size, vocab_size, cloze, max_span)
         d = head_size or hidden_size
         self.dense = nn.Linear(hidden_size, d)
         self.norm = nn.LayerNorm(d)

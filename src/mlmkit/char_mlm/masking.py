@@ -236,6 +236,29 @@ def span_targets(ids: torch.Tensor, spans: torch.Tensor, ignore_index: int = -10
     return gold.masked_fill(~valid, ignore_index)
 
 
+def window_spans(clean_idx: torch.Tensor, longest: int, first_char: int) -> torch.Tensor:
+    """(S, 3) the targets of a cloze encoder, which can predict any window of a name from the same
+    forward pass: every character of every row of `clean_idx` (alphabet indices; a character is
+    an index >= `first_char`) starts one window of 1..`longest` characters. Lengths cycle along
+    the name from an offset that depends on the row's characters alone (not on its place in the
+    batch), and stop at the name's end. One window per start rather than all `longest` of them:
+    the span head's cost grows with the windows, and neighbouring starts already cover the
+    lengths. Row-major order."""
+    is_char = clean_idx >= first_char
+    B, L = clean_idx.shape
+    row, start = is_char.nonzero(as_tuple=True)
+    if row.numel() == 0:
+        return clean_idx.new_zeros((0, 3))
+    # characters from each position up to the next non-character (SEP, or an UNK inside)
+    pos = torch.arange(L, device=clean_idx.device).expand(B, L)
+    stop = torch.where(is_char, torch.full_like(pos, L), pos).flip(1).cummin(1).values.flip(1)
+    run = stop - pos
+    offset = (clean_idx * is_char).sum(1)  # a function of the row's content
+    length = (start + offset[row]) % longest + 1
+    length = torch.minimum(length, run[row, start])
+    return torch.stack([row, start, length], 1)
+
+
 # --------------------------------------------------------------------------------- batches
 def encode_domains(domains: Sequence[str], alphabet: Alphabet):
     """Tensors for a list of names: [CLS] chars [SEP] PAD...

@@ -18,7 +18,7 @@ from ..util import one_line
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig, upgrade_legacy
 from .data import Alphabet
 from ..config import MODEL_SIZES
-from .encoders import CanineCharEncoder, ScratchCharEncoder, ngram_tables, tiny_canine_config
+from .encoders import CanineCharEncoder, build_scratch_encoder, ngram_tables, tiny_canine_config
 from .heads import build_head
 
 FORMAT_VERSION = 1
@@ -51,7 +51,9 @@ class CharMLMModel(nn.Module):
                                       downsampling_rate=cfg.downsampling_rate, dropout=cfg.dropout,
                                       ngram_buckets=cfg.ngram_buckets, ngram_max=cfg.ngram_max,
                                       ngram_dim=cfg.ngram_dim, **size)
-            self.encoder = ScratchCharEncoder(**encoder_config)
+                if cfg.arch == "cloze":
+                    encoder_config["cloze"] = True
+            self.encoder = build_scratch_encoder(**encoder_config)
         # build_head's arguments, kept: an export rebuilds the head from them without mlmkit
         self.head_config = dict(head=cfg.head, hidden_size=self.encoder.hidden_size, vocab_size=alphabet_size,
                                 kind=cfg.head_kind, head_size=cfg.head_size, max_span=max(max_span, 64),
@@ -60,6 +62,8 @@ class CharMLMModel(nn.Module):
                                 ngram_dropout=cfg.head_ngram_dropout, ngram_dim=cfg.head_ngram_dim)
         if cfg.head_ngram_dense > 0:  # absent otherwise: older exports rebuild their head unchanged
             self.head_config["ngram_dense"] = True
+        if cfg.arch == "cloze":
+            self.head_config["cloze"] = True
         self.head = build_head(**self.head_config)
 
         if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)

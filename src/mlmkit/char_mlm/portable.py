@@ -38,7 +38,7 @@ from typing import Callable, Optional
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 
-from .encoders import CanineCharEncoder, ScratchCharEncoder
+from .encoders import CanineCharEncoder, build_scratch_encoder
 from .heads import build_head
 from .inputs import MASK, MASK_CP, SPECIAL_CPS, UNK, encode_names, spans_from_mask
 
@@ -222,7 +222,7 @@ def build_encoder(arch: str, encoder_config: dict):
     """The encoder of a saved model from its own config: CANINE or mlmkit's scratch encoder."""
     if arch == "canine":
         return CanineCharEncoder(config=dict(encoder_config))
-    return ScratchCharEncoder(**encoder_config)
+    return build_scratch_encoder(**encoder_config)
 
 
 class MlmkitCharConfig(PretrainedConfig):

@@ -51,7 +51,7 @@ from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
 from .encoders import ngram_tables
 from .heads import span_loss
-from .masking import make_batch
+from .masking import make_batch, span_targets, window_spans
 from .model import CharMLMModel, save_char_meta, save_char_model
 
 
@@ -113,15 +113,26 @@ class SpanTask(TaskBase):
     def forward(self, model: nn.Module, batch: Batch) -> LossOutput:
         if self.decode_eval and not model.training:
             return self._forward_decoded(unwrap(model), batch)
+        spans, targets = self._targets(model, batch)
         out = model(input_ids=batch["input_ids"], input_idx=batch["input_idx"],
-                    attention_mask=batch["attention_mask"], spans=batch["spans"], targets=batch["targets"],
+                    attention_mask=batch["attention_mask"], spans=spans, targets=targets,
                     clean_idx=batch.get("clean_idx"))  # used only by a dense head memory, in training
         logits, dense = (out[0], out[1:]) if isinstance(out, tuple) else (out, None)
-        loss, n, loss_sum, correct = span_loss(logits, batch["targets"])
+        loss, n, loss_sum, correct = span_loss(logits, targets)
         if dense is not None:  # the memory's every-character loss joins what is back-propagated only
             loss = loss + self.model_cfg.head_ngram_dense * dense[0] / dense[1].clamp_min(1)
         return LossOutput(loss=loss, n_targets=n, loss_sum=loss_sum, n_correct=correct,
                           n_tokens=batch["attention_mask"].sum())
+
+    def _targets(self, model: nn.Module, batch: Batch):
+        """The spans to predict and their gold characters: the masked spans, or in training with a
+        cloze encoder every window of 1..`cloze_windows` characters (the loss reported in training
+        is then over those; evaluation always scores the masked spans)."""
+        n = self.model_cfg.cloze_windows
+        if not (model.training and self.model_cfg.arch == "cloze" and n):
+            return batch["spans"], batch["targets"]
+        spans = window_spans(batch["clean_idx"], n, Alphabet.N_SPECIALS)
+        return spans, span_targets(batch["clean_idx"], spans)
 
     def _forward_decoded(self, model: nn.Module, batch: Batch) -> LossOutput:
         """The loss, plus spans filled greedily by the head: how many come out exactly right."""
