@@ -195,3 +195,87 @@ def test_dense_loss_trains_the_memory_on_every_character():
     touched = (head.ngram.emb.weight.grad.abs().sum(1) > 0).sum()
     assert touched > 0.5 * head.ngram.emb.weight.shape[0]  # 80 names x 8 look-ups spread over most rows
     assert not _ar_head("gru", 64).ngram_dense and not _ar_head("gru", 0, dense=True).ngram_dense
+
+
+def _count_head(names_idx):
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
+    torch.nn.init.normal_(head.counts.gate.weight)  # the gate starts constant: make it read the state
+    for rows in names_idx:
+        head.count_names(rows)
+    return head
+
+
+def _distinct_rows(seed, B=6, L=12):
+    """[CLS] chars [SEP] rows of distinct characters (no context repeats inside a name)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.stack([torch.randperm(V - 5, generator=g)[: L - 2] + 5 for _ in range(B)])
+    return torch.cat([torch.ones(B, 1, dtype=torch.long), x, torch.full((B, 1), 2)], 1)
+
+
+def test_count_memory_counts_each_context_and_its_next_character():
+    """After counting, the memory row of "the 2 characters left of p" holds, at the character at
+    p, the number of names where that pair is followed by it (hash collisions aside: 4,096 rows)."""
+    names = _distinct_rows(0, B=40)
+    names[1:4, 3:6] = names[0, 3:6]  # four names share "xyz" at positions 3..5
+    head = _count_head([names])
+    K, chars = 3, int((names >= 5).sum())
+    assert int(head.counts.table.sum()) == chars * K * (1 + head.ngram.max_dist)  # left once, right at every distance
+    spans = torch.tensor([[0, 5, 1]])
+    left, right, lengths = head.ngram.windows(names, spans, 1)
+    left[:, K] = names[0, 5]
+    ids = head.ngram.ids(left, right, lengths, 0, 1)[0, 0]  # (2K,)
+    assert head.counts.table[ids[1], names[0, 5]] == 4  # "xy" -> "z" in four names
+    assert head.counts.table[ids[0], names[0, 5]] >= 4  # "y" -> "z": at least those
+
+
+def test_count_memory_leaves_the_training_name_out():
+    """In training the counts of a counted name's own characters are removed: the logits equal
+    those of a head (same weights) whose counts never saw the name, in evaluation mode."""
+    torch.manual_seed(0)
+    names = _distinct_rows(1)
+    full = _count_head([names])
+    others = _count_head([names[1:]])
+    others.load_state_dict({**full.state_dict(), "counts.table": others.counts.table})
+    spans = torch.tensor([[0, 2, 3], [0, 7, 1]])
+    tg = span_targets(names, spans)
+    masked = names.clone()
+    masked[0, 2:5], masked[0, 7] = MASK, MASK
+    hidden = torch.randn(names.shape[0], names.shape[1], D)
+    full.train()
+    full.drop.p = 0.0
+    real = tg >= 0  # the span characters (padding steps are never scored)
+    got = full(hidden, spans, tg, masked)[real]
+    want = others.eval()(hidden, spans, tg, masked)[real]
+    assert torch.allclose(got, want, atol=1e-5)
+    assert not torch.allclose(full.eval()(hidden, spans, tg, masked)[real], want, atol=1e-3)  # the counts matter
+
+
+def test_count_memory_decoding_scores_match_teacher_forcing():
+    torch.manual_seed(0)
+    head = _count_head([_distinct_rows(2, B=30)]).eval()
+    hidden, ids, spans, tg = _setup(2)
+    seqs, scores = head.beam_search(hidden, spans, beam=3, input_idx=ids)
+    for s in range(spans.shape[0]):
+        n = int(spans[s, 2])
+        seq = seqs[s, 0, :n]
+        lp = F.log_softmax(head(hidden, spans[s: s + 1], seq[None], ids), -1)[0]
+        assert torch.allclose(lp.gather(1, seq[:, None]).sum(), scores[s, 0], atol=1e-4)
+
+
+def test_joint_contexts_read_both_sides_of_the_span():
+    """A joint column hashes the n characters left of the predicted one together with the n right
+    of its span: changing the character just left changes the left and joint columns only, the
+    character just right the right and joint ones; each column stays in its own row range."""
+    from mlmkit.char_mlm.heads import SpanNgramMemory
+
+    mem = SpanNgramMemory(256, 3, D, joint=2)
+    _, ids, spans, _ = _setup()
+    span = spans[4:5]  # row 3, start 10, length 4
+    base = mem.ids(*mem.windows(ids, span, 4), 0, 4)
+    assert base.shape == (1, 4, 8) and mem.emb.num_embeddings == 8 * 256
+    assert all(((base[..., c] // 256) == c).all() for c in range(8))
+    for pos, changed in ((9, {0, 1, 2, 6, 7}), (14, {3, 4, 5, 6, 7})):
+        other = ids.clone()
+        other[3, pos] = (other[3, pos] - 5 + 1) % (V - 5) + 5
+        diff = (mem.ids(*mem.windows(other, span, 4), 0, 4) != base)[0, 0]
+        assert set(diff.nonzero().flatten().tolist()) == changed

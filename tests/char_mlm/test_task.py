@@ -169,7 +169,8 @@ def test_tiny_canine_loads_trains_and_round_trips(tmp_path, domains_file):
                                    {"head_ngram_buckets": 128, "head_ngram_max": 4},
                                    {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dropout": 0.2},
                                    {"head_ngram_buckets": 128, "head_ngram_dim": 8, "head_ngram_dense": 1.0},
-                                   {"arch": "cloze", "ngram_buckets": 256, "head_ngram_buckets": 128}])
+                                   {"arch": "cloze", "ngram_buckets": 256, "head_ngram_buckets": 128},
+                                   {"head_ngram_buckets": 128, "head_ngram_counts": True, "head_ngram_joint": 2}])
 def test_scratch_save_load_reproduces_predictions(tmp_path, domains_file, ngram):
     torch.manual_seed(0)
     task = _task(domains_file, model_kw=ngram)
@@ -234,6 +235,19 @@ def test_cloze_trains_on_a_window_at_every_character_and_evaluates_the_masked_sp
     assert int(ev.n_targets) == int((batch["targets"] >= 0).sum()) < int(out.n_targets)
     with pytest.raises(ConfigError, match="model.downsampling_rate"):
         CharModelConfig(arch="cloze", downsampling_rate=2)
+
+
+def test_count_memory_holds_every_training_name_once(domains_file):
+    """Each training name (held-out and invalid ones not) is counted once before training: every
+    character under its K left contexts and its K right contexts at each of the 8 distances."""
+    task = _task(domains_file, model_kw={"head_ngram_buckets": 128, "head_ngram_max": 3, "head_ngram_counts": True})
+    names = [n for n in domains_file.read_text().split()
+             if n not in ("bad..name", "-hyphen.com") and not is_validation(n, task.holdout, "name")]
+    table = task.model.head.counts.table
+    assert int(table.sum()) == sum(map(len, names)) * 3 * (1 + 8)
+    assert not table.requires_grad and all(table is not p for g in task.param_groups(task.model) for p in g.params)
+    with pytest.raises(ConfigError, match="model.head_ngram_counts"):
+        CharModelConfig(head_ngram_counts=True)
 
 
 def test_pattern_syntax():

@@ -62,6 +62,8 @@ class CharModelConfig(ModelSection):
     head_ngram_dropout: float = 0.0  # training: drop each memory look-up with this probability
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
     head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
+    head_ngram_joint: int = 0  # memory: also the n left and n right characters together (n = 1..N; 0: off)
+    head_ngram_counts: bool = False  # the memory also counts each context's next character over the training names
     cloze_windows: int = 3  # cloze: training targets are every window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
@@ -81,6 +83,12 @@ class CharModelConfig(ModelSection):
         check(self.head_ngram_dim >= 0, "model.head_ngram_dim", "must be >= 0")
         check(self.head_ngram_dense >= 0, "model.head_ngram_dense", "must be >= 0")
         check(self.head_ngram_dense == 0 or self.head_ngram_buckets > 0, "model.head_ngram_dense",
+              "needs model.head_ngram_buckets > 0")
+        check(0 <= self.head_ngram_joint <= self.head_ngram_max, "model.head_ngram_joint",
+              "must be in [0, model.head_ngram_max]")
+        check(self.head_ngram_joint == 0 or self.head_ngram_buckets > 0, "model.head_ngram_joint",
+              "needs model.head_ngram_buckets > 0")
+        check(not self.head_ngram_counts or self.head_ngram_buckets > 0, "model.head_ngram_counts",
               "needs model.head_ngram_buckets > 0")
         check(0 <= self.cloze_windows <= 8, "model.cloze_windows", "must be in [0, 8]")
         check(self.arch != "cloze" or self.downsampling_rate == 1, "model.downsampling_rate", "must be 1 with arch: cloze")

@@ -77,11 +77,13 @@ class SpanNgramMemory(nn.Module):
     t never see gold characters at t or later. One bucket range per (side, order)."""
 
     def __init__(self, buckets: int, max_n: int, dim: int, max_dist: int = 8, drop: float = 0.0,
-                 row_dim: int = 0):
+                 row_dim: int = 0, joint: int = 0):
         super().__init__()
         self.buckets, self.max_n, self.max_dist, self.drop = buckets, max_n, max_dist, drop
+        self.joint = min(joint, max_n)  # joint contexts: n left and n right together, n = 1..joint
+        self.columns = 2 * max_n + self.joint
         # narrow rows + one projection: more buckets (fewer collisions) for the same memory
-        self.emb = nn.Embedding(buckets * 2 * max_n, row_dim or dim)
+        self.emb = nn.Embedding(buckets * self.columns, row_dim or dim)
         nn.init.zeros_(self.emb.weight)  # a no-op at the start; frequent contexts grow first
         self.proj = nn.Linear(row_dim, dim, bias=False) if row_dim and row_dim != dim else nn.Identity()
 
@@ -103,30 +105,44 @@ class SpanNgramMemory(nn.Module):
         right = take(start + length + torch.arange(K, device=spans.device)[None])
         return left, right, spans[:, 2]
 
-    def features(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
-        """(S, T, dim) for steps t0..t0+T-1; `left` must hold the known characters of the span
-        before each step (slots K + t for t < the step)."""
-        K = self.max_n
-        ids = []
+    def ids(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
+        """(S, T, columns) rows of the memory for steps t0..t0+T-1; `left` must hold the known
+        characters of the span before each step (slots K + t for t < the step). Columns: the
+        left n-grams (n = 1..K), the right ones with the distance, then the joint ones (the left
+        and right n-grams of the same n together, with the distance: "goo" + ?? + "e.co")."""
+        K, B = self.max_n, self.buckets
+        ids, lefts, rights = [], [], []
         h = left[:, K - 1 + t0: K - 1 + t0 + T]  # the character just before p
         for n in range(1, K + 1):
             if n > 1:
                 h = ngram_hash_step(h, left[:, K - n + t0: K - n + t0 + T], n)
-            ids.append(h % self.buckets + (n - 1) * self.buckets)
+            lefts.append(h)
+            ids.append(h % B + (n - 1) * B)
         t = torch.arange(t0, t0 + T, device=left.device)
         dist = (lengths[:, None] - t[None]).clamp(1, self.max_dist)  # (S, T)
         r = right[:, 0]
         for n in range(1, K + 1):
             if n > 1:
                 r = ngram_hash_step(r, right[:, n - 1], n)
-            ids.append(ngram_hash_step(r[:, None], dist, 97) % self.buckets + (K + n - 1) * self.buckets)
-        emb = self.emb(torch.stack(ids, -1))  # (S, T, 2K, dim)
+            rights.append(ngram_hash_step(r[:, None], dist, 97))
+            ids.append(rights[-1] % B + (K + n - 1) * B)
+        for n in range(1, self.joint + 1):
+            ids.append(ngram_hash_step(lefts[n - 1], rights[n - 1], 131) % B + (2 * K + n - 1) * B)
+        return torch.stack(ids, -1)
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """(S, T, dim): the summed (projected) rows `ids`."""
+        emb = self.emb(ids)  # (S, T, 2K, dim)
         if self.training and self.drop > 0:
             # Drop whole look-ups: the rows memorise training names, and a model that always finds
             # its long contexts never learns to back off to short ones, as it must on new names.
             keep = torch.rand(emb.shape[:-1], device=emb.device) >= self.drop
             emb = emb * keep[..., None].to(emb.dtype)
         return self.proj(emb.sum(2))
+
+    def features(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
+        """(S, T, dim) for steps t0..t0+T-1 (`ids`, then `embed`)."""
+        return self.embed(self.ids(left, right, lengths, t0, T))
 
     def dense_windows(self, idx: torch.Tensor, n_specials: int, dists=(1, 2, 3)):
         """Every character of every (unmasked) row as the first character of a span of each length
@@ -142,6 +158,46 @@ class SpanNgramMemory(nn.Module):
         n = row.shape[0]
         lengths = torch.tensor(dists, device=idx.device).repeat_interleave(n)
         return left.repeat(len(dists), 1), torch.cat(rights), lengths, idx[row, pos].repeat(len(dists))
+
+
+class CountMemory(nn.Module):
+    """Counts, per row of the n-gram memory (a hashed context: the n characters left of a
+    character, or the n right of its span at a distance), of the character that followed it in
+    the training names, filled in one pass before training (`count_names`); a frozen parameter, so
+    it is saved with the model and never trained. The head adds a learned log-linear mixture of
+    the contexts' smoothed distributions: weights from its own state and how often each context
+    was seen. An SGD-trained memory row needs several sightings of its context; a count needs
+    one, as a Kneser-Ney model does. In training, the name's own occurrence is taken out of its
+    counts (leave-one-out), so the head learns to trust counts as much as they deserve on names
+    it has not seen."""
+
+    def __init__(self, rows: int, columns: int, vocab_size: int, hidden: int):
+        super().__init__()
+        self.table = nn.Parameter(torch.zeros(rows, vocab_size), requires_grad=False)
+        self.gate = nn.Linear(hidden, columns)
+        nn.init.zeros_(self.gate.weight)
+        nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: 2K distributions add up
+        self.trust = nn.Parameter(torch.zeros(columns))  # per context: weight by log(1 + count)
+        self.smooth = nn.Parameter(torch.zeros(columns))  # per context: add-k smoothing, k = softplus
+
+    @torch.no_grad()
+    def add(self, ids: torch.Tensor, gold: torch.Tensor) -> None:
+        """Count `gold` (M,) once under each of its rows `ids` (M, C)."""
+        rows = ids.reshape(-1)
+        cols = gold.repeat_interleave(ids.shape[1])
+        self.table.index_put_((rows, cols), torch.ones_like(rows, dtype=self.table.dtype), accumulate=True)
+
+    def forward(self, ids: torch.Tensor, h: torch.Tensor, gold: torch.Tensor | None = None) -> torch.Tensor:
+        """(S, T, V) logits for the rows `ids` (S, T, C) from the head states `h` (S, T, d);
+        `gold` (S, T): the characters to leave out (training on a counted name)."""
+        c = self.table[ids].float()  # (S, T, C, V)
+        if gold is not None:
+            c = (c - F.one_hot(gold, c.shape[-1]).to(c.dtype)[:, :, None, :]).clamp_min(0.0)
+        n = c.sum(-1)  # (S, T, C)
+        k = F.softplus(self.smooth)[:, None]
+        logp = torch.log(c + k) - torch.log(n + k[:, 0] * c.shape[-1])[..., None]
+        w = F.softplus(self.gate(h).float() + self.trust * torch.log1p(n))
+        return (w[..., None] * logp).sum(2).to(h.dtype)
 
 
 class SpanHeadBase(nn.Module):
@@ -171,20 +227,21 @@ class SpanHeadBase(nn.Module):
             return out
         ctx, valid = self.gather(hidden, spans, targets.shape[1])
         gold = targets.clamp_min(0)
-        feats = None
+        feats = ids = None
         if self.ngram is not None:
             left, right, lengths = self._ngram_windows(input_idx, spans, gold.shape[1])
             K = self.ngram.max_n
             left[:, K:] = gold  # teacher forcing: step t's left context ends at slot K + t - 1
-            feats = self.ngram.features(left, right, lengths, 0, gold.shape[1])
-        return self.span_logits(ctx, valid, gold, feats)
+            ids = self.ngram.ids(left, right, lengths, 0, gold.shape[1])
+            feats = self.ngram.embed(ids)
+        return self.span_logits(ctx, valid, gold, feats, ids)
 
     def _ngram_windows(self, input_idx, spans, lmax):
         if input_idx is None:
             raise ValueError("this span head has n-gram memory: pass input_idx (the masked input)")
         return self.ngram.windows(input_idx, spans, lmax)
 
-    def span_logits(self, ctx, valid, targets, feats=None):  # pragma: no cover - abstract
+    def span_logits(self, ctx, valid, targets, feats=None, ids=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     # incremental decoding ----------------------------------------------------------------------
@@ -253,11 +310,12 @@ class AutoregressiveSpanHead(SpanHeadBase):
     def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
                  kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
                  ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0,
-                 ngram_dense: bool = False, cloze: bool = False):
+                 ngram_dense: bool = False, cloze: bool = False, ngram_counts: bool = False, ngram_joint: int = 0):
         super().__init__(hidden_size, vocab_size, cloze, max_span)
         d = head_size or hidden_size
         if ngram_buckets:
-            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim)
+            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim,
+                                         joint=ngram_joint)
         # dense memory: the memory also reaches the output directly, and `dense_loss` trains it
         # on every character of every name (as counting would), not only on the masked ones
         self.ngram_dense = bool(ngram_dense and ngram_buckets)
@@ -277,6 +335,9 @@ class AutoregressiveSpanHead(SpanHeadBase):
                                                     batch_first=True, norm_first=True)
         self.norm = nn.LayerNorm(d)
         self.out = nn.Linear(d, vocab_size)
+        self.counts = None
+        if ngram_counts and ngram_buckets:
+            self.counts = CountMemory(self.ngram.emb.num_embeddings, self.ngram.columns, vocab_size, d)
 
     def _inputs(self, ctx, valid, prev, feats=None):
         ctxp = self.ctx_proj(ctx)  # (S, T, d)
@@ -287,7 +348,7 @@ class AutoregressiveSpanHead(SpanHeadBase):
             x = x + feats.to(x.dtype)
         return self.drop(x), ctxp, summary
 
-    def span_logits(self, ctx, valid, targets, feats=None):
+    def span_logits(self, ctx, valid, targets, feats=None, ids=None):
         S, T = targets.shape
         prev = torch.cat([torch.full((S, 1), self.bos_index, dtype=torch.long, device=targets.device),
                           targets[:, :-1]], dim=1)
@@ -301,7 +362,10 @@ class AutoregressiveSpanHead(SpanHeadBase):
             y = self.block(x, src_mask=causal, is_causal=True)
         if self.ngram_dense:
             y = y + feats.to(y.dtype)
-        return self.out(self.norm(y + ctxp))
+        z = self.norm(y + ctxp)
+        if self.counts is not None:  # training: the targets are counted names (leave one out)
+            return self.out(z) + self.counts(ids, z, targets if self.training else None)
+        return self.out(z)
 
     def dense_loss(self, clean_idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(summed cross-entropy, count) of the memory alone predicting every character of the
@@ -313,6 +377,18 @@ class AutoregressiveSpanHead(SpanHeadBase):
         feats = self.ngram.features(left, right, lengths, 0, 1)[:, 0]
         logits = self.out(self.norm(feats))
         return F.cross_entropy(logits.float(), gold, reduction="sum"), gold.new_tensor(gold.shape[0])
+
+    @torch.no_grad()
+    def count_names(self, clean_idx: torch.Tensor) -> None:
+        """Add the names `clean_idx` (unmasked rows) to the count memory: every character under
+        its left contexts once, and under its right (and joint) contexts at every distance the
+        memory hashes."""
+        dists = tuple(range(1, self.ngram.max_dist + 1))
+        left, right, lengths, gold = self.ngram.dense_windows(clean_idx, self.n_specials, dists)
+        ids = self.ngram.ids(left, right, lengths, 0, 1)[:, 0]
+        K, first = self.ngram.max_n, lengths == 1  # the left contexts repeat for every distance
+        self.counts.add(ids[first, :K], gold[first])
+        self.counts.add(ids[:, K:], gold)
 
     # incremental decoding
     def init_state(self, ctx, valid, ngram_state=None):
@@ -335,21 +411,27 @@ class AutoregressiveSpanHead(SpanHeadBase):
                 left = left.clone()
                 left[:, self.ngram.max_n + t - 1] = prev
             state = {**state, "ng_left": left}
-            feats = self.ngram.features(left, state["ng_right"], state["ng_len"], t, 1)[:, 0].to(x.dtype)
+            ids = self.ngram.ids(left, state["ng_right"], state["ng_len"], t, 1)
+            feats = self.ngram.embed(ids)[:, 0].to(x.dtype)
             x = x + feats
             if self.ngram_dense:
                 ctxp_t = ctxp_t + feats  # the direct path of `span_logits`
         if self.kind == "gru":
             y, h = self.rnn(x[:, None], state["h"])
-            logits = self.out(self.norm(y[:, 0] + ctxp_t))
-            return F.log_softmax(logits, -1), {**state, "h": h}
+            return F.log_softmax(self._step_logits(y[:, 0] + ctxp_t, state, t), -1), {**state, "h": h}
         x = x + self.pos_emb.weight[t]
         xs = torch.cat([state["xs"], x[:, None]], 1)
         T = xs.shape[1]
         causal = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
         y = self.block(xs, src_mask=causal, is_causal=True)[:, -1]
-        logits = self.out(self.norm(y + ctxp_t))
-        return F.log_softmax(logits, -1), {**state, "xs": xs}
+        return F.log_softmax(self._step_logits(y + ctxp_t, state, t), -1), {**state, "xs": xs}
+
+    def _step_logits(self, y, state, t):
+        z = self.norm(y)
+        if self.counts is None:
+            return self.out(z)
+        ids = self.ngram.ids(state["ng_left"], state["ng_right"], state["ng_len"], t, 1)
+        return self.out(z) + self.counts(ids, z[:, None])[:, 0]
 
     def reorder(self, state, index):
         out = {k: state[k].index_select(0, index) for k in ("ctxp", "summary", "ng_left", "ng_right", "ng_len")
@@ -376,7 +458,7 @@ class ParallelSpanHead(SpanHeadBase):
     def _logits(self, ctx):
         return self.out(self.norm(F.gelu(self.dense(self.drop(ctx)))))
 
-    def span_logits(self, ctx, valid, targets, feats=None):
+    def span_logits(self, ctx, valid, targets, feats=None, ids=None):
         return self._logits(ctx)
 
     def init_state(self, ctx, valid, ngram_state=None):

@@ -64,6 +64,10 @@ class CharMLMModel(nn.Module):
             self.head_config["ngram_dense"] = True
         if cfg.arch == "cloze":
             self.head_config["cloze"] = True
+        if cfg.head_ngram_counts:
+            self.head_config["ngram_counts"] = True
+        if cfg.head_ngram_joint:
+            self.head_config["ngram_joint"] = cfg.head_ngram_joint
         self.head = build_head(**self.head_config)
 
         if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)

@@ -206,7 +206,27 @@ class CharMLMTask(SpanTask):
         self._scan(alphabet)
         if model_instance is None and build_model:
             self.model = CharMLMModel(self.model_cfg, len(self.alphabet), d.max_length + 2, self.mask_cfg.max_span)
+            if self.model_cfg.head_ngram_counts:
+                self._count_names(self.model.head)
         self._window_cache: dict = {}
+
+    def _count_names(self, head) -> None:
+        """Fill the head's count memory with every training name, once (each rank counts its
+        share of the chunks; the tables are summed). A resumed run then loads its saved counts."""
+        if self.source.is_hub:
+            raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
+                              "cannot be counted before training)")
+        from .inputs import encode_names
+
+        for ch in self.chunks[self.rank::self.world_size]:
+            ctx = self.source.ctx()
+            rows = self._train_rows(self.source.read_chunk(ch, ctx), ctx)
+            for i in range(0, len(rows), 4096):
+                head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.all_reduce(head.counts.table.data)
 
     # ------------------------------------------------------------------ start-up scan
     def _scan(self, alphabet: Optional[Alphabet]) -> None:
