@@ -61,7 +61,8 @@ def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, s
 
 
 def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int = 1) -> dict:
-    """The character task with sparse n-gram tables (`model.sparse_ngram`), trained 3 steps."""
+    """The character task with sparse n-gram tables (`model.sparse_ngram`) and a counted memory
+    (`model.head_ngram_counts`: each rank counts its chunks, the tables are summed), 3 steps."""
     from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
     from mlmkit.char_mlm.task import CharMLMTask
     from mlmkit.engine.loop import train
@@ -69,7 +70,8 @@ def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int =
     torch.manual_seed(0)
     data = CharDataConfig(train=[str(names)], chunk_bytes=4096, shuffle_buffer=400, max_eval_samples=16)
     model = CharModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0,
-                            ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3, sparse_ngram=True)
+                            ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3, sparse_ngram=True,
+                            head_ngram_counts=True)
     task = CharMLMTask(data, model, CharMaskingConfig(), batch_size=batch, seed=2, rank=rank, world_size=world)
     cfg = TrainConfig(output_dir=str(out), max_steps=STEPS, log_every=1, eval_every=100, eval_at_start=False,
                       save_every=0, progress=False, device="cpu", precision="fp32", show_samples=0)
@@ -215,11 +217,13 @@ def test_elastic_resume_two_ranks_to_one_continues_the_same_order(runs, tiny_tok
 def test_ddp_exchanges_only_the_touched_rows_of_sparse_tables(runs):
     """Character task with sparse n-gram tables under DDP: the tables stay out of DDP's dense
     all-reduce; the loop exchanges the rows each rank touched. 2 ranks x 4 names end where one
-    process with 8 does, n-gram tables included."""
+    process with 8 does, n-gram tables included, and their counted tables are equal (each rank
+    counted half of the names)."""
     from mlmkit.char_mlm.model import load_char_model
 
     ref = load_char_model(runs / "char-ref" / "model").model.state_dict()
     ddp = load_char_model(runs / "char-ddp" / "model").model.state_dict()
     tables = [k for k in ref if "ngram" in k and k.endswith("emb.weight")]
     assert tables and all((ref[k] != 0).any() for k in tables)  # the tables did train (they start at 0)
+    assert torch.equal(ref["head.counts.table"], ddp["head.counts.table"]) and ref["head.counts.table"].sum() > 0
     _assert_close(ref, ddp, atol=2e-5)

@@ -226,7 +226,12 @@ class CharMLMTask(SpanTask):
         if self.world_size > 1:
             import torch.distributed as dist
 
-            dist.all_reduce(head.counts.table.data)
+            table = head.counts.table.data
+            # NCCL reduces CUDA tensors only, and the model is still on the CPU here
+            buf = table.cuda() if dist.get_backend() == "nccl" else table
+            dist.all_reduce(buf)
+            if buf is not table:
+                table.copy_(buf.cpu())
 
     # ------------------------------------------------------------------ start-up scan
     def _scan(self, alphabet: Optional[Alphabet]) -> None:
