@@ -8,7 +8,7 @@ Pipeline order:
     data.py      names: normalise, validate, alphabet, hold-out hash; streamed sources
     masking.py   span masking, vectorised; names -> masked batches; cloze training windows
     encoders.py  CANINE, a small scratch transformer (hashed n-gram embeddings), or two causal
-                 scratch towers (cloze: every window of a name is a target)
+                 scratch towers (cloze: a window at every character is a target)
     heads.py     autoregressive / parallel span heads (hashed n-gram memory, beam search)
     model.py     encoder + head, saved and loaded as a folder
     task.py      the engine's Task: windows of streamed names, span loss (CharMLMTask)

@@ -64,7 +64,7 @@ class CharModelConfig(ModelSection):
     head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
     head_ngram_joint: int = 0  # memory: also the n left and n right characters together (n = 1..N; 0: off)
     head_ngram_counts: bool = False  # the memory also counts each context's next character over the training names
-    cloze_windows: int = 3  # cloze: training targets are every window of 1..N characters (0: the masked spans)
+    cloze_windows: int = 3  # cloze: every character starts a training window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
 

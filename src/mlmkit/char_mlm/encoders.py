@@ -155,9 +155,9 @@ class ClozeCharEncoder(nn.Module):
 
     Why: a bidirectional encoder learns only from the ~15% of characters it was shown as MASK. Here
     a span (p, n) is predicted from fwd at p - 1 and bwd at p + n (`heads.ClozeContext`), which
-    never saw the span, so every window of every name is a target on the same forward pass: the
-    statistic a character n-gram model counts, learned from all of it, for twice the encoder cost.
-    The right-to-left tower runs the same causal code on each row reversed in place (padding stays
+    never saw the span, so a window at every character of every name is a target on the same
+    forward pass (`masking.window_spans`): the statistic a character n-gram model counts, learned
+    from all of it, for twice the encoder cost. The right-to-left tower runs the same causal code on each row reversed in place (padding stays
     at the end)."""
 
     uses_code_points = False

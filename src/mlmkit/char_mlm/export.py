@@ -13,6 +13,8 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from ..report.cards import model_card
 from ..runs import MASKED_LM_SUBDIR
 from .encoders import CanineCharEncoder, build_scratch_encoder

@@ -132,7 +132,7 @@ class SpanNgramMemory(nn.Module):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         """(S, T, dim): the summed (projected) rows `ids`."""
-        emb = self.emb(ids)  # (S, T, 2K, dim)
+        emb = self.emb(ids)  # (S, T, columns, dim)
         if self.training and self.drop > 0:
             # Drop whole look-ups: the rows memorise training names, and a model that always finds
             # its long contexts never learns to back off to short ones, as it must on new names.
@@ -176,7 +176,7 @@ class CountMemory(nn.Module):
         self.table = nn.Parameter(torch.zeros(rows, vocab_size), requires_grad=False)
         self.gate = nn.Linear(hidden, columns)
         nn.init.zeros_(self.gate.weight)
-        nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: 2K distributions add up
+        nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: every column's distribution adds up
         self.trust = nn.Parameter(torch.zeros(columns))  # per context: weight by log(1 + count)
         self.smooth = nn.Parameter(torch.zeros(columns))  # per context: add-k smoothing, k = softplus
 
@@ -404,6 +404,7 @@ class AutoregressiveSpanHead(SpanHeadBase):
 
     def step(self, state, t, prev):
         ctxp_t = state["ctxp"][:, t]
+        ids = None
         x = ctxp_t + self.char_emb(prev) + state["summary"]
         if self.ngram is not None:
             left = state["ng_left"]
@@ -411,26 +412,26 @@ class AutoregressiveSpanHead(SpanHeadBase):
                 left = left.clone()
                 left[:, self.ngram.max_n + t - 1] = prev
             state = {**state, "ng_left": left}
-            ids = self.ngram.ids(left, state["ng_right"], state["ng_len"], t, 1)
+            ids = self.ngram.ids(left, state["ng_right"], state["ng_len"], t, 1)  # also read by the counts
             feats = self.ngram.embed(ids)[:, 0].to(x.dtype)
             x = x + feats
             if self.ngram_dense:
                 ctxp_t = ctxp_t + feats  # the direct path of `span_logits`
         if self.kind == "gru":
             y, h = self.rnn(x[:, None], state["h"])
-            return F.log_softmax(self._step_logits(y[:, 0] + ctxp_t, state, t), -1), {**state, "h": h}
+            return F.log_softmax(self._step_logits(y[:, 0] + ctxp_t, ids), -1), {**state, "h": h}
         x = x + self.pos_emb.weight[t]
         xs = torch.cat([state["xs"], x[:, None]], 1)
         T = xs.shape[1]
         causal = torch.triu(torch.full((T, T), float("-inf"), device=x.device), diagonal=1)
         y = self.block(xs, src_mask=causal, is_causal=True)[:, -1]
-        return F.log_softmax(self._step_logits(y + ctxp_t, state, t), -1), {**state, "xs": xs}
+        return F.log_softmax(self._step_logits(y + ctxp_t, ids), -1), {**state, "xs": xs}
 
-    def _step_logits(self, y, state, t):
+    def _step_logits(self, y, ids):
+        """One step's logits; `ids` (N, 1, columns): the memory rows this step looked up."""
         z = self.norm(y)
         if self.counts is None:
             return self.out(z)
-        ids = self.ngram.ids(state["ng_left"], state["ng_right"], state["ng_len"], t, 1)
         return self.out(z) + self.counts(ids, z[:, None])[:, 0]
 
     def reorder(self, state, index):

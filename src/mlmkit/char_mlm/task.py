@@ -51,6 +51,7 @@ from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
 from .encoders import ngram_tables
 from .heads import span_loss
+from .inputs import encode_names
 from .masking import make_batch, span_targets, window_spans
 from .model import CharMLMModel, save_char_meta, save_char_model
 
@@ -126,8 +127,9 @@ class SpanTask(TaskBase):
 
     def _targets(self, model: nn.Module, batch: Batch):
         """The spans to predict and their gold characters: the masked spans, or in training with a
-        cloze encoder every window of 1..`cloze_windows` characters (the loss reported in training
-        is then over those; evaluation always scores the masked spans)."""
+        cloze encoder a window of 1..`cloze_windows` characters at every character
+        (`window_spans`; the loss reported in training is then over those; evaluation always
+        scores the masked spans)."""
         n = self.model_cfg.cloze_windows
         if not (model.training and self.model_cfg.arch == "cloze" and n):
             return batch["spans"], batch["targets"]
@@ -216,8 +218,6 @@ class CharMLMTask(SpanTask):
         if self.source.is_hub:
             raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
                               "cannot be counted before training)")
-        from .inputs import encode_names
-
         for ch in self.chunks[self.rank::self.world_size]:
             ctx = self.source.ctx()
             rows = self._train_rows(self.source.read_chunk(ch, ctx), ctx)
