@@ -461,3 +461,79 @@ def test_evaluation_masks_do_not_depend_on_seed_or_batch_size(domains_file):
                     CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=32, seed=9)
     rows = lambda t: [row for batch in t.eval_batches() for row in _char_rows(batch)]
     assert len(rows(a)) == len(a.eval_domains) > 20 and rows(a) == rows(b)
+
+
+# ---------------------------------------------------------------------------- hub streams by rank
+
+@pytest.fixture(scope="module")
+def hub_parts(tmp_path_factory):
+    """Two text files of 300 distinct names (two shards of the `text` builder) and a validation
+    file, so that every training row is used: a window of 300 rows is one shard."""
+    root = tmp_path_factory.mktemp("hubparts")
+    parts = []
+    for f in range(2):
+        p = root / f"part{f}.txt"
+        p.write_text("".join(f"{WORDS[i % 12]}{f}x{i}.{TLDS[i % 5]}\n" for i in range(300)))
+        parts.append(str(p))
+    (root / "val.txt").write_text("alpha.com\nbeta.net\n")
+    return parts, str(root / "val.txt")
+
+
+def _hub_task(hub_parts, batch_size, rank=0, world=1):
+    parts, val = hub_parts
+    data = CharDataConfig(train=["text"], format="hf", text_column="text", hf_data_files=parts, validation=[val],
+                          shuffle_buffer=300, max_eval_samples=16)
+    return CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=batch_size, seed=3,
+                       rank=rank, world_size=world)
+
+
+def _names(batch, alphabet):
+    return [alphabet.decode(row[m.bool()].tolist()) for row, m in zip(batch["clean_idx"], batch["attention_mask"])]
+
+
+def _same_batch(a, b):
+    keys = [k for k in a if not k.startswith("_")]
+    return keys == [k for k in b if not k.startswith("_")] and all(torch.equal(a[k], b[k]) for k in keys)
+
+
+def test_hub_ranks_train_on_their_own_shards_and_resume_at_the_saved_window(hub_parts, monkeypatch):
+    """2 ranks of 10 read disjoint shards (each pass a shard goes to one rank) whose union is
+    what 1 process of 20 reads; a rank resumes from its saved stream position (not the stream's
+    start) and makes the same batch; a run split over 2 ranks refuses to resume on 1."""
+    from mlmkit.data.hub import ShardedStream, StreamCursor
+    from mlmkit.engine.task import DATA_STATE
+
+    one, ranks = _hub_task(hub_parts, 20), [_hub_task(hub_parts, 10, r, 2) for r in range(2)]
+    assert not one._split and all(t._split for t in ranks) and ranks[0].num_batches(0) is None
+    whole = [n for b in itertools.islice(one.train_batches(0), 30) for n in _names(b, one.alphabet)]
+    batches = [list(itertools.islice(t.train_batches(0), 46)) for t in ranks]
+    mine = [[n for b in bs[:30] for n in _names(b, one.alphabet)] for bs in batches]
+    assert len(whole) == 600 == len(set(whole)) and all(len(m) == 300 == len(set(m)) for m in mine)
+    assert not set(mine[0]) & set(mine[1]) and set(mine[0]) | set(mine[1]) == set(whole)
+
+    marks = [bs[44][DATA_STATE] for bs in batches]  # what the engine saves after training batch 44
+    assert marks[1]["split"] == [1, 2] and marks[1]["window"] == 1
+    fresh = _hub_task(hub_parts, 10, 1, 2)
+    opened = []
+    real_open = ShardedStream.open
+    monkeypatch.setattr(ShardedStream, "open", lambda self, ctx, start: (opened.append(start), real_open(self, ctx, start))[1])
+    fresh.load_data_state(marks)
+    assert _same_batch(next(fresh.train_batches(0, 45)), batches[1][45])
+    # it started reading where window 1 starts: after the 300 rows of its shard of pass 0
+    assert opened == [StreamCursor.from_json(marks[1]["cursor"])] and opened[0].row == 300
+    with pytest.raises(MlmkitError, match="split over 2 ranks.*resume it on 2 ranks"):
+        _hub_task(hub_parts, 20).load_data_state(marks)
+
+
+def test_a_hub_stream_read_whole_resumes_on_more_ranks_in_the_same_order(hub_parts):
+    """A 1-process checkpoint of a hub stream (read whole) resumed on 2 ranks: they keep reading
+    it whole, each its half of every global batch, instead of switching to their own shards."""
+    from mlmkit.engine.task import DATA_STATE
+
+    one = _hub_task(hub_parts, 20)
+    whole = list(itertools.islice(one.train_batches(0), 22))
+    ranks = [_hub_task(hub_parts, 10, r, 2) for r in range(2)]
+    for t in ranks:
+        t.load_data_state([whole[20][DATA_STATE]])
+    parts = [next(t.train_batches(0, 21)) for t in ranks]
+    assert not ranks[0]._split and _char_rows(parts[0]) + _char_rows(parts[1]) == _char_rows(whole[21])

@@ -78,6 +78,25 @@ def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int =
     return train(task, cfg, OptimConfig(lr=3e-3, schedule="constant", warmup_ratio=0.0), log=lambda s: None)
 
 
+def _run_char_hub(root: Path, out: Path, *, batch: int = 4, rank: int = 0, world: int = 1, resume: bool = False) -> dict:
+    """The character task on 2 text files read through the hub code path (2 shards: each of 2
+    ranks reads its own), 3 steps, a checkpoint at the end."""
+    from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
+    from mlmkit.char_mlm.task import CharMLMTask
+    from mlmkit.engine.loop import train
+
+    torch.manual_seed(0)
+    parts = [str(root / "part0.txt"), str(root / "part1.txt")]
+    data = CharDataConfig(train=["text"], format="hf", text_column="text", hf_data_files=parts,
+                          validation=[str(root / "names.txt")], shuffle_buffer=8, max_eval_samples=8)
+    model = CharModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0,
+                            ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3)
+    task = CharMLMTask(data, model, CharMaskingConfig(), batch_size=batch, seed=2, rank=rank, world_size=world)
+    cfg = TrainConfig(output_dir=str(out), max_steps=STEPS, log_every=1, eval_every=100, eval_at_start=False,
+                      save_every=0, progress=False, device="cpu", precision="fp32", show_samples=0)
+    return train(task, cfg, OptimConfig(lr=3e-3), resume=resume, log=lambda s: None)
+
+
 def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> None:
     import torch.distributed as dist
 
@@ -96,6 +115,7 @@ def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> 
             _run(tok_dir, texts, out, batch=PER_RANK_BATCH, steps=STEPS + 1, strategy=strategy, resume=True,
                  rank=rank, world=WORLD)
         _run_char(Path(root) / "names.txt", Path(root) / "char-ddp", batch=PER_RANK_BATCH, rank=rank, world=WORLD)
+        _run_char_hub(Path(root), Path(root) / "char-hub", rank=rank, world=WORLD)
     finally:
         dist.destroy_process_group()
 
@@ -140,6 +160,8 @@ def _launch(tmp_path_factory, tiny_tokenizer, english_texts, mp):
     texts = english_texts[:200]
     words = ["mail", "shop", "temp", "box", "web", "net", "data", "fast"]
     (root / "names.txt").write_text("".join(f"{a}{b}{i}.com\n" for i in range(60) for a in words for b in words[:4]))
+    for f in range(2):
+        (root / f"part{f}.txt").write_text("".join(f"{a}{f}x{i}.net\n" for i in range(30) for a in words))
     ctx = mp.start_processes(_worker, args=(_free_port(), tok_dir, texts, str(root)), nprocs=WORLD,
                              join=False, start_method="spawn")
     # Reference while the workers start: one process, the global batch (2 x 4 rows).
@@ -227,3 +249,20 @@ def test_ddp_exchanges_only_the_touched_rows_of_sparse_tables(runs):
     assert tables and all((ref[k] != 0).any() for k in tables)  # the tables did train (they start at 0)
     assert torch.equal(ref["head.counts.table"], ddp["head.counts.table"]) and ref["head.counts.table"].sum() > 0
     _assert_close(ref, ddp, atol=2e-5)
+
+
+def test_ranks_stream_their_own_shards_and_the_checkpoint_keeps_each_ranks_position(runs):
+    """A hub stream with as many shards as ranks: each rank reads its own shard; the checkpoint
+    holds every rank's stream position, and resuming on another number of ranks is refused with
+    one line (the order of a split stream depends on the ranks)."""
+    from mlmkit.errors import MlmkitError
+
+    state = json.loads((runs / "char-hub" / "checkpoints" / f"step-{STEPS:08d}" / "trainer_state.json").read_text())
+    marks = state["data_state"]
+    assert [m["split"] for m in marks] == [[0, 2], [1, 2]]
+    # windows of 8 rows, 2 batches of 4 each: the third batch is in window 1, 8 rows into each shard
+    assert [(m["window"], m["cursor"]["k"], m["cursor"]["row"]) for m in marks] == [(1, 0, 8)] * 2
+    elastic = runs / "char-hub-1"
+    shutil.copytree(runs / "char-hub", elastic)
+    with pytest.raises(MlmkitError, match="split over 2 ranks.*resume it on 2 ranks"):
+        _run_char_hub(runs, elastic, batch=8, resume=True)

@@ -218,3 +218,47 @@ def test_early_stopping_ends_on_the_best_weights(tmp_path, tiny_tokenizer, engli
     saved = AutoModelForMaskedLM.from_pretrained(tmp_path / "model")
     assert (tmp_path / "checkpoints" / ckpt_io.BEST).is_dir()
     assert all(torch.equal(a, b) for a, b in zip(saved.state_dict().values(), tiny_bert.state_dict().values()))
+
+
+class _PositionTask:
+    """Wraps a task; each batch says where it was read (`DATA_STATE`), and resume reports what
+    it was handed."""
+
+    def __init__(self, inner):
+        self.inner, self.model, self.loaded = inner, inner.model, []
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def train_batches(self, epoch, start=0, stride=1):
+        from mlmkit.engine.task import DATA_STATE
+
+        for i, batch in enumerate(self.inner.train_batches(epoch, start, stride)):
+            yield {**batch, DATA_STATE: {"epoch": epoch, "batch": start + i * stride}}
+
+    def load_data_state(self, states):
+        self.loaded.append(states)
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_each_batchs_data_position_is_saved_and_handed_back_on_resume(tmp_path, tiny_tokenizer, english_texts,
+                                                                       workers):
+    """The engine takes `DATA_STATE` off the batches (the model never sees it), saves the last one
+    trained on with the checkpoint, and gives it back to the task before the resumed run reads."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    def task():
+        torch.manual_seed(0)
+        model = BertForMaskedLM(BertConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, num_hidden_layers=1,
+                                           num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
+        return _PositionTask(_task(tiny_tokenizer, english_texts, model, "line_by_line"))
+
+    cfg = _cfg(tmp_path, max_steps=6, save_every=4, eval_every=100, grad_accum=2, data_workers=workers)
+    train(task(), cfg, OptimConfig(lr=2e-3), log=lambda s: None)
+    step4 = tmp_path / "checkpoints" / "step-00000004"
+    assert json.loads((step4 / "trainer_state.json").read_text())["data_state"] == [{"epoch": 0, "batch": 7}]
+    shutil.rmtree(tmp_path / "checkpoints" / "step-00000006")
+    resumed = task()
+    train(resumed, _cfg(tmp_path, max_steps=6, save_every=4, eval_every=100, grad_accum=2, data_workers=workers),
+          OptimConfig(lr=2e-3), resume=True, log=lambda s: None)
+    assert resumed.loaded == [[{"epoch": 0, "batch": 7}]]

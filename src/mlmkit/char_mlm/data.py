@@ -32,7 +32,7 @@ from typing import Iterable, Iterator, Optional
 
 from ..data.base import ReadContext, ReadStats, Record
 from ..data.chunks import Chunk, chunk_files, read_chunk
-from ..data.hub import HubOptions, iter_hub
+from ..data.hub import HubOptions, ShardedStream, iter_hub
 from ..data.records import resolve_sources
 from ..errors import ConfigError, DataError
 from ..util import unit_hash
@@ -270,9 +270,13 @@ class DomainSource:
     def read_chunk(self, ch: Chunk, ctx: ReadContext) -> Iterator[Record]:
         return read_chunk(ch, ctx, self.data.format)
 
-    def iter_hub(self, ctx: ReadContext, seed: Optional[int] = None, skip: int = 0,
-                 buffer_size: int = 10_000) -> Iterator[Record]:
-        return iter_hub(self.hub_name, ctx, self.hub, shuffle_seed=seed, buffer_size=buffer_size, skip=skip)
+    def iter_hub(self, ctx: ReadContext) -> Iterator[Record]:
+        return iter_hub(self.hub_name, ctx, self.hub)
+
+    def hub_stream(self, *, seed: int, rank: int = 0, world: int = 1, shuffle: bool = True) -> ShardedStream:
+        """The hub data set shard by shard, with a resumable position (see `ShardedStream`)."""
+        return ShardedStream(self.hub_name, self.hub, self.data.text_column, seed=seed, rank=rank, world=world,
+                             shuffle=shuffle)
 
     def iter_records(self, ctx: ReadContext) -> Iterator[Record]:
         if self.is_hub:

@@ -9,11 +9,17 @@ a fixed number of batches computed from the window's size (bytes or Parquet rows
 valid-row rate measured at start-up. A window with more rows than that drops the surplus for this
 epoch, one with fewer reuses rows, so batch ``i`` of epoch ``e`` is a pure function of
 (seed, e, i) and ``train_batches(e, start)`` reads only the window that holds ``start``:
-O(window), never the rows before it. Hub streams (``datasets.load_dataset(..., streaming=True)``)
-cannot seek: windows are consecutive groups of ``shuffle_buffer`` rows of the seeded stream
-shuffle, and resuming at window ``w`` skips ``w * shuffle_buffer`` rows with
-``IterableDataset.skip`` (O(rows skipped); documented limitation). Their epoch length is unknown
-(`num_batches` returns None) unless ``max_samples`` is set.
+O(window), never the rows before it.
+
+Hub streams (``datasets.load_dataset(..., streaming=True)``, or a saved data set) are read shard
+by shard in a seeded order per pass (`data.hub.ShardedStream`); windows are consecutive groups of
+``shuffle_buffer`` records. They cannot seek by batch number, so every batch carries the stream's
+position at its window's start (the engine's `DATA_STATE`), the checkpoint keeps it, and a resumed
+run re-opens that shard at the saved `datasets` state: O(window), not O(rows before it). With as
+many shards as ranks (or more) each rank reads only its shards of each pass, endlessly (the epoch
+length is unknown, `num_batches` is None), and such a run resumes only on as many ranks; with
+fewer shards, or with ``max_samples`` (then the stream keeps its order and ends), every rank
+reads the whole stream and trains on its share of every global batch, like local files.
 
 Within a window, names are sorted by length in groups of ``data.length_group`` batches (batch order
 then shuffled) so batches carry little padding (~50% of positions otherwise).
@@ -32,6 +38,7 @@ can make these small models several times slower (spinning threads fight for cor
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import random
 from collections import Counter
@@ -44,8 +51,9 @@ import torch.nn as nn
 
 from ..engine.distributed import init_distributed, unwrap
 from ..engine.draws import EVAL_KEY, example_keys
-from ..engine.task import Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
-from ..errors import ConfigError, DataError
+from ..data.hub import StreamCursor
+from ..engine.task import DATA_STATE, Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
+from ..errors import ConfigError, DataError, MlmkitError
 from ..util import mix_seed
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
@@ -292,6 +300,12 @@ class CharMLMTask(SpanTask):
         self._invalid_by_key["scan"] = Counter(ctx.stats.bad_counts())
         self.hub_rows_limit = scan.records if scan.reached_max else None
         self.chunks: list = []
+        # With max_samples the stream keeps its order (its first rows are the ones scanned) and
+        # every rank reads it all; otherwise ranks read their own shards where there are enough.
+        limited = self.hub_rows_limit is not None
+        self.stream = self.source.hub_stream(seed=mix_seed(self.seed, HUB), rank=self.rank,
+                                             world=1 if limited else self.world_size, shuffle=not limited)
+        self._hub_cursors: dict[tuple[int, int], StreamCursor] = {}
 
     def _scan_local(self, scan: _Scan) -> None:
         chunks = self.source.chunks()
@@ -356,12 +370,10 @@ class CharMLMTask(SpanTask):
 
     def num_batches(self, epoch: int) -> Optional[int]:
         if self.source.is_hub:
-            if self.hub_rows_limit is None:
+            if self.hub_rows_limit is None:  # (and a stream split by rank never ends)
                 return None
-            W = self.data_cfg.shuffle_buffer
-            n_win, rest = divmod(self.hub_rows_limit, W)
-            per = max(1, round(W * self.train_per_unit / self.global_batch))
-            return n_win * per + (max(1, round(rest * self.train_per_unit / self.global_batch)) if rest else 0)
+            n_win, rest = divmod(self.hub_rows_limit, self.data_cfg.shuffle_buffer)
+            return n_win * self._hub_per_window() + (self._window_size(rest) if rest else 0)
         return sum(w.n_batches for w in self._windows(epoch))
 
     def _train_rows(self, records, ctx) -> list[str]:
@@ -384,8 +396,11 @@ class CharMLMTask(SpanTask):
         """Batches j0.. of window `w`: its rows shuffled, then in groups of `length_group` batches
         sorted by length (batch order shuffled in the group). An example is its slot in the
         shuffled window (slots past the end wrap around); its mask is keyed by that slot."""
-        B = self.global_batch
+        split = self._split
+        B = self.batch_size if split else self.global_batch
         random.Random(mix_seed(self.seed, WINDOW, epoch, w)).shuffle(rows)
+        # Ranks reading their own shards number their slots alike: their masks must differ.
+        mask_seed = mix_seed(self.seed, MASK, epoch, w, self.rank) if split else mix_seed(self.seed, MASK, epoch, w)
         G = max(1, self.data_cfg.length_group)
         cache: dict[int, list[list[int]]] = {}
         for j in range(j0, n_batches, stride):
@@ -399,8 +414,8 @@ class CharMLMTask(SpanTask):
                 if G > 1:
                     random.Random(mix_seed(self.seed, GROUP, epoch, w, g)).shuffle(groups)
                 cache[g] = groups
-            mine = self.rows_of_rank(cache[g][jj])
-            keys = example_keys(mix_seed(self.seed, MASK, epoch, w), torch.tensor(mine, dtype=torch.int64))
+            mine = cache[g][jj] if split else self.rows_of_rank(cache[g][jj])
+            keys = example_keys(mask_seed, torch.tensor(mine, dtype=torch.int64))
             yield make_batch([rows[t % len(rows)] for t in mine], self.alphabet, self.train_mask_cfg, keys)
 
     def rows_of_rank(self, batch: list) -> list:
@@ -437,37 +452,75 @@ class CharMLMTask(SpanTask):
                 return rows
         raise DataError("no training names in the data", self.source.name)
 
+    # ------------------------------------------------------------------ hub streams
+    @property
+    def _split(self) -> bool:
+        """Whether this rank trains on its own shards of a hub stream (not a share of every batch)."""
+        return self.source.is_hub and self.stream.split
+
+    def _window_size(self, rows: int) -> int:
+        """Batches made from a window of `rows` raw rows (each rank's batch when split)."""
+        return max(1, round(rows * self.train_per_unit / (self.batch_size if self._split else self.global_batch)))
+
+    def _hub_per_window(self) -> int:
+        return self._window_size(self.data_cfg.shuffle_buffer)
+
     def _hub_batches(self, epoch: int, start: int, stride: int = 1) -> Iterator[Batch]:
-        """Windows of `shuffle_buffer` raw rows of the seeded stream shuffle (rows are numbered by
-        the reader, rejected ones included); resuming at window w skips w * shuffle_buffer rows."""
-        W = self.data_cfg.shuffle_buffer
-        per = max(1, round(W * self.train_per_unit / self.global_batch))
+        """Windows of `shuffle_buffer` consecutive records of the stream (rejected rows not
+        counted), each cut into a fixed number of batches. Every batch carries the stream's
+        position at its window's start (`DATA_STATE`), which the engine saves: a resumed run
+        starts reading there, not at the stream's start."""
+        W, per = self.data_cfg.shuffle_buffer, self._hub_per_window()
         w, j0 = divmod(start, per)
-        limit = self.hub_rows_limit
+        at, cursor = self._hub_start(epoch, w)
         ctx = self.source.ctx()
-        stream = self.source.iter_hub(ctx, seed=mix_seed(self.seed, HUB, epoch) % (2**32), skip=w * W,
-                                      buffer_size=min(W, 10_000))
-        carry = None
-        while True:
-            window, carry, counted = ([carry] if carry else []), None, Counter(ctx.stats.bad_counts())
-            for rec in stream:
-                if limit is not None and rec.line > limit:
-                    break
-                if rec.line > (w + 1) * W:
-                    carry = rec
-                    break
-                window.append(rec)
-            read = W if carry is not None else (window[-1].line - w * W if window else 0)
-            rows = self._train_rows(window, ctx)
-            self._invalid_by_key[("hub", w)] = Counter(ctx.stats.bad_counts()) - counted
-            n = per if read >= W else max(1, round(read * self.train_per_unit / self.global_batch))
-            if rows and j0 < n:
-                yield from self._window_batches(rows, n, epoch, w, j0, stride)
-            if carry is None:
+        cursor, records = self.stream.open(ctx, cursor)
+        left = None if self.hub_rows_limit is None else max(0, self.hub_rows_limit - at * W)
+        while left is None or left > 0:
+            window_start, counted = dataclasses.replace(cursor), Counter(ctx.stats.bad_counts())
+            window = list(itertools.islice(records, W if left is None else min(W, left)))
+            if not window:
                 return
-            nxt = _next_wanted(w * per + j0, w * per + n, stride)
-            w = (carry.line - 1) // W
-            j0 = max(0, nxt - w * per)
+            left = None if left is None else left - len(window)
+            if at == w:  # (windows before it are read only to reach it)
+                rows = self._train_rows(window, ctx)
+                self._invalid_by_key[("hub", epoch, at)] = Counter(ctx.stats.bad_counts()) - counted
+                n = per if len(window) == W else self._window_size(len(window))
+                mark = {"epoch": epoch, "window": at, "cursor": window_start.to_json(), "split": self._split_key()}
+                for batch in (self._window_batches(rows, n, epoch, at, j0, stride) if rows and j0 < n else ()):
+                    batch[DATA_STATE] = mark
+                    yield batch
+                w, j0 = divmod(_next_wanted(at * per + j0, at * per + n, stride), per)
+            at += 1
+
+    def _split_key(self) -> Optional[list[int]]:
+        return [self.rank, self.world_size] if self._split else None
+
+    def _hub_start(self, epoch: int, w: int) -> tuple[int, StreamCursor]:
+        """The nearest known window start at or before window `w` of `epoch` (a saved one, else the
+        epoch's start)."""
+        known = [v for (e, v) in self._hub_cursors if e == epoch and v <= w]
+        if not known:
+            return 0, StreamCursor(epoch=epoch)
+        return max(known), self._hub_cursors[(epoch, max(known))]
+
+    def load_data_state(self, states: list) -> None:
+        """Resume a hub stream where the checkpoint's window started. A stream split by rank can
+        continue only on the same ranks (each read its own shards); a read-all stream on any."""
+        if not self.source.is_hub:
+            return
+        mine = next((s for s in states if s), None)
+        if mine is None:
+            return
+        split = mine.get("split")
+        if split is None and self.stream.split:  # (saved by a run that read it all: keep doing so)
+            self.stream.split, self.stream.rank, self.stream.world = False, 0, 1
+        elif split is not None:
+            if split[1] != self.world_size or len(states) != self.world_size or not self.stream.split:
+                raise MlmkitError(f"the checkpoint's hub stream was split over {split[1]} ranks, each reading its "
+                                  f"own shards of {self.source.name}: resume it on {split[1]} ranks")
+            mine = states[self.rank]
+        self._hub_cursors[(mine["epoch"], mine["window"])] = StreamCursor.from_json(mine["cursor"])
 
     def describe(self) -> dict[str, Any]:
         m = unwrap(self.model) if hasattr(self, "model") else None
@@ -481,6 +534,9 @@ class CharMLMTask(SpanTask):
             "invalid_rows": self.invalid_counts(),
             "batches_per_epoch": self.num_batches(0),
         }
+        if self.source.is_hub:  # how the ranks share the stream
+            out["hub_shards"] = self.stream.n_shards
+            out["hub_split_by_rank"] = self.stream.split
         if m is not None:
             out["parameters"] = sum(p.numel() for p in m.parameters())
             out["encoder"] = self.model_cfg.arch
@@ -508,4 +564,7 @@ def build_char_task(cfg, *, log=None) -> CharMLMTask:
         log(f"char task: {d['scan']['train']:,} training names scanned, {d['eval_names']:,} held-out names, "
             f"alphabet {d['alphabet_size']} ({d['alphabet']}), {d.get('parameters', 0):,} parameters, "
             f"{d['batches_per_epoch'] or 'unknown'} batches/epoch; invalid rows skipped: {inv}")
+        if "hub_shards" in d:
+            how = "each rank reads its own shards" if d["hub_split_by_rank"] else "every rank reads it whole"
+            log(f"hub stream: {d['hub_shards']} shard(s); {how} (hub_split_by_rank: {d['hub_split_by_rank']})")
     return task

@@ -37,13 +37,13 @@ from ..runs import METRICS_FILE, MODEL_DIR, SUMMARY_FILE
 from . import checkpoint as ckpt_io
 from .config import OptimConfig, TrainConfig
 from .device import autocast, pick_device, pick_precision, to_device
-from .distributed import (all_reduce_sum, any_rank, broadcast_object, full_copy, init_distributed,
-                          shard_model, sync_sparse_grads)
+from .distributed import (all_gather_objects, all_reduce_sum, any_rank, broadcast_object, full_copy,
+                          init_distributed, shard_model, sync_sparse_grads)
 from .evaluation import evaluate
 from .loader import epoch_batches
 from .metrics import MetricsFile, truncate_metrics
 from .optim import clip_grad_norm, drop_zero_rows, lr_factor, make_optimizer, sparse_parameters
-from .task import Task
+from .task import DATA_STATE, Task
 
 
 @dataclass
@@ -60,6 +60,7 @@ class TrainState:
     bad_steps_total: int = 0
     world_size: int = 1  # ranks that wrote the checkpoint
     global_batch: int = 0  # train.batch_size x ranks: the data order depends on it
+    data_state: list | None = None  # every rank's last `DATA_STATE` (tasks whose data position is saved)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -165,6 +166,7 @@ class Trainer:
         self.sparse_params = [p for p in self.model.parameters() if id(p) in sparse_parameters(self.model)]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.state = self._restore() if self.resume else TrainState()
+        self.data_state = self._restore_data_state()
         self.state.world_size = self.dist.world_size
         self.state.global_batch = self._global_batch()
         self.train_model = self._wrap_model()
@@ -228,6 +230,16 @@ class Trainer:
         if self.main:
             truncate_metrics(self.out_dir / METRICS_FILE, state.step)
         return state
+
+    def _restore_data_state(self):
+        """Hand the saved data positions to the task; this rank's is kept until the next batch."""
+        states = self.state.data_state
+        if not states:
+            return None
+        hook = getattr(self.task, "load_data_state", None)  # optional in the Task contract
+        if hook is not None:
+            hook(states)
+        return states[self.dist.rank] if self.dist.rank < len(states) else None
 
     def _candidates(self):
         """Checkpoints to try, newest first; `resume` may name one checkpoint folder."""
@@ -366,6 +378,7 @@ class Trainer:
         micro = []
         for _ in range(self.cfg.grad_accum):
             epoch, index, batch = next(self.stream)
+            self.data_state = batch.pop(DATA_STATE, self.data_state)
             micro.append(batch)
             self.state.epoch, self.state.batch_in_epoch = epoch, index + 1
         denom, result, elapsed = self._loss_divisor(micro)
@@ -578,6 +591,8 @@ class Trainer:
         if not self._finite(0.0 if finite else math.nan):  # (all ranks: each checks its shards)
             raise MlmkitError(f"the weights at step {self.state.step} are not finite: not saved; the newest "
                               f"checkpoint in {self.ckpt_dir} is from before (try a lower optim.lr)")
+        states = all_gather_objects(self.data_state, self.dist)
+        self.state.data_state = states if any(s is not None for s in states) else None
         # Collective under DDP/FSDP (every rank calls it; rank 0 writes); a write error is
         # raised on every rank as one MlmkitError.
         ckpt_io.save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizer, self.scaler,

@@ -22,6 +22,13 @@ import torch
 
 Batch = dict[str, torch.Tensor]
 
+# A batch may carry, under this key, a small JSON-able dict saying where its data was read (e.g.
+# a stream's position at the start of the batch's window), for data whose position cannot be
+# computed from (seed, epoch, index) alone. The engine takes it off the batch, keeps the last one
+# it trained on, saves every rank's in the checkpoint and, on resume, hands the list (rank order)
+# to `task.load_data_state` before it asks for batches.
+DATA_STATE = "_data_state"
+
 
 @dataclass
 class LossOutput:
@@ -105,6 +112,10 @@ class TaskBase:
     def param_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
         """Parameters to optimise apart (own LR multiplier / weight decay); [] for none."""
         return []
+
+    def load_data_state(self, states: list) -> None:
+        """On resume: the `DATA_STATE` each rank saved with the checkpoint (rank order; None where a
+        rank had none). Raise an `MlmkitError` if they cannot continue on this run's ranks."""
 
     def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
         """Metrics from the summed evaluation counts (`loss_sum`, `targets`, `correct`, extras)."""
