@@ -45,8 +45,17 @@ def main() -> None:
                          "0 = the dropout-free pre-training recipe (a recipe change: it is reported as such)")
     ap.add_argument("--recipe", choices=["same", "modern"], default="same",
                     help="mlmkit's side: 'same' = the Trainer's model and settings; 'modern' = the "
-                         "scratch-modern preset's recipe (ModernBERT of the same size: pre-norm, no dropout, "
-                         "lr 2e-3); the Trainer keeps BERT and lr 1e-3")
+                         "scratch-modern preset's recipe (ModernBERT of the same size with its GLU FFN at 672: "
+                         "pre-norm, no dropout, lr 2e-3); the Trainer keeps BERT and lr 1e-3")
+    ap.add_argument("--lr", type=float, default=None, help="mlmkit's learning rate (default: the recipe's)")
+    ap.add_argument("--model-set", action="append", default=[], metavar="KEY=INT",
+                    help="--recipe modern: a transformers config value of mlmkit's model (model.overrides), "
+                         "e.g. intermediate_size=672")
+    ap.add_argument("--mlmkit-batch", type=int, default=None, help="mlmkit's batch size (default: --batch)")
+    ap.add_argument("--reuse-trainer", action="store_true",
+                    help="take the Trainer's target loss and T_ref from bench/results.json (the last run of "
+                         "this row with the same minutes, batch and sequence length) instead of training it "
+                         "again: for trying mlmkit settings; such runs are never saved")
     ap.add_argument("--max-records", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke test: T = 0.1 min, tiny data")
     ap.add_argument("--no-save", action="store_true")
@@ -83,16 +92,20 @@ def main() -> None:
         return evaluate(task, task.model, cpu, "fp32")["eval_loss"]
 
     # ---- 1. the Trainer: probe its step time, then fill T minutes
-    with C.tempdir("hf-probe-") as d:
-        _, clock = C.run_trainer(C.build_bert(tok), tok, ref_ds, steps=6, batch_size=B, hp=hp, out_dir=d)
-    step_s = (clock.times[-1] - clock.times[1]) / (len(clock.times) - 2)
-    n_ref = max(4, int(args.minutes * 60 / step_s))
-    print(f"Trainer probe: {step_s:.3f} s/step -> {n_ref} steps for {args.minutes} min")
-    ref_model = C.build_bert(tok)
-    with C.tempdir("hf-quality-") as d:
-        _, clock = C.run_trainer(ref_model, tok, ref_ds, steps=n_ref, batch_size=B, hp=hp, out_dir=d)
-    t_ref = clock.times[-1] - clock.t0
-    target = held_out_loss(ref_model)
+    if args.reuse_trainer:
+        args.no_save = True
+        n_ref, t_ref, target, step_s = reused_trainer(args)
+    else:
+        with C.tempdir("hf-probe-") as d:
+            _, clock = C.run_trainer(C.build_bert(tok), tok, ref_ds, steps=6, batch_size=B, hp=hp, out_dir=d)
+        step_s = (clock.times[-1] - clock.times[1]) / (len(clock.times) - 2)
+        n_ref = max(4, int(args.minutes * 60 / step_s))
+        print(f"Trainer probe: {step_s:.3f} s/step -> {n_ref} steps for {args.minutes} min")
+        ref_model = C.build_bert(tok)
+        with C.tempdir("hf-quality-") as d:
+            _, clock = C.run_trainer(ref_model, tok, ref_ds, steps=n_ref, batch_size=B, hp=hp, out_dir=d)
+        t_ref = clock.times[-1] - clock.t0
+        target = held_out_loss(ref_model)
     print(f"Trainer: {n_ref} steps in {t_ref:.1f}s, held-out loss {target:.4f} (the target)")
 
     # ---- 2. mlmkit with a time budget of fraction * T_ref
@@ -100,15 +113,24 @@ def main() -> None:
     if args.recipe == "modern":
         from dataclasses import replace
 
+        from mlmkit.families import resolve_config
         from mlmkit.token_mlm.model import build_model
 
+        preset = resolve_config("scratch-modern")  # the recipe: architecture, its config values, lr
         torch.manual_seed(0)
-        model = build_model("modernbert", C.MODEL_SIZE, tok, T, None)
-        hp = replace(hp, lr=2e-3)
+        overrides = {**(preset.model.overrides or {}),
+                     **{k: int(v) for k, v in (kv.split("=", 1) for kv in args.model_set)}}
+        model = build_model(preset.model.arch, C.MODEL_SIZE, tok, T, overrides or None)
+        hp = replace(hp, lr=preset.optim.lr)
         p = 0.0
     else:
         model = C.build_bert(tok, dropout=p)
-    task = TokenMLMTask(model, tok, seqs, val, masker, batch_size=B, seed=0, eval_batch_size=64)
+    if args.lr is not None:
+        from dataclasses import replace
+
+        hp = replace(hp, lr=args.lr)
+    mb = args.mlmkit_batch or B
+    task = TokenMLMTask(model, tok, seqs, val, masker, batch_size=mb, seed=0, eval_batch_size=64)
     eval_time = [0.0]
     orig_eval = task.eval_batches
 
@@ -126,9 +148,9 @@ def main() -> None:
         curve.append({"step": rec["step"], "train_s": rec["time_s"] - eval_time[0], "eval_loss": rec["eval_loss"]})
 
     budget_s = args.fraction * t_ref
-    eval_every = max(1, int(n_ref * args.fraction * 2 / args.evals))  # ~evals evaluations at ~2x speed
+    eval_every = max(1, int(n_ref * args.fraction * 2 * B / mb / args.evals))  # ~evals evaluations at ~2x speed
     with C.tempdir("mlmkit-quality-") as d:
-        tc, oc = C.mlmkit_configs(d, steps=1, batch_size=B, hp=hp, compile=args.compile, eval_every=eval_every)
+        tc, oc = C.mlmkit_configs(d, steps=1, batch_size=mb, hp=hp, compile=args.compile, eval_every=eval_every)
         tc.max_steps, tc.max_minutes, tc.log_every = None, budget_s / 60, 10
         periodic = [0.0]
 
@@ -163,6 +185,21 @@ def main() -> None:
     else:
         print(f"quality-per-time ratio (mlmkit time to the Trainer's {args.minutes:g}-min loss / T_ref): "
               f"{ratio:.2f}x")
+
+
+def reused_trainer(args) -> tuple[int, float, float, float]:
+    """(steps, T_ref, target loss, s/step) of the last saved Trainer run with these settings."""
+    import json
+
+    key = "2_quality_per_time" if args.recipe == "same" else "2b_quality_per_time_recipe"
+    rows = json.loads((C.ROOT / "bench" / "results.json").read_text())["benchmarks"]
+    for k in (key, "2b_quality_per_time_recipe", "2_quality_per_time"):
+        r = rows.get(k)
+        if r and (r["minutes"], r["batch"], r["seq"]) == (args.minutes, args.batch, args.seq):
+            t = r["trainer"]
+            print(f"(the Trainer's run of {r['when']}, from bench/results.json)")
+            return t["steps"], t["train_s"], t["held_out_loss"], t["probe_s_per_step"]
+    raise SystemExit("no saved Trainer run with these --minutes/--batch/--seq: run without --reuse-trainer")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ def table(results: dict, commands: dict[str, str]) -> str:
     if (r := b.get("2_quality_per_time")):
         quality_per_time(2, f"time to the Trainer's {r['minutes']:g}-min held-out loss", r, 0.5, ".2f")
     if (r := b.get("2b_quality_per_time_recipe")):
-        quality_per_time("2b", f"... with the `scratch-modern` recipe (ModernBERT, no dropout, lr "
+        quality_per_time("2b", f"... with the `scratch-modern` recipe (ModernBERT, GLU FFN 672, no dropout, lr "
                          f"{r['mlmkit']['lr']:g}) vs the Trainer's BERT", r, 0.25, ".3f")
     if (r := b.get("3_masking")):
         tp = r["tokens_per_s"]
