@@ -171,6 +171,9 @@ def make_mask(name: str, seed: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------ fills
+RESCORE: dict = {}  # --rescore R --rescore-weight W: predict_pattern's re-ranking (off when empty)
+
+
 def model_fills(bundle, items: list[tuple[str, int, int]]) -> tuple[list[list[str]], float]:
     """mlmkit's own fill path (`predict_pattern`, top 5) on every masked name; and its time."""
     from mlmkit.char_mlm.predict import predict_pattern
@@ -178,7 +181,7 @@ def model_fills(bundle, items: list[tuple[str, int, int]]) -> tuple[list[list[st
     out, t0 = [], time.perf_counter()
     for name, start, L in items:
         pattern = f"{name[:start]}[{L}]{name[start + L:]}"
-        out.append([f for f, _ in predict_pattern(bundle, pattern, k=5)])
+        out.append([f for f, _ in predict_pattern(bundle, pattern, k=5, **RESCORE)])
     return out, time.perf_counter() - t0
 
 
@@ -382,7 +385,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="with --train-minutes: a config override for the training run (repeatable)")
+    ap.add_argument("--rescore", type=int, default=None, metavar="R",
+                    help="re-rank each name's candidates by their pseudo-log-likelihood over the span and R "
+                         "characters either side (predict_pattern's rescore)")
+    ap.add_argument("--rescore-weight", type=float, default=1.0)
     args = ap.parse_args(argv)
+    if args.rescore is not None:
+        RESCORE.update(rescore=args.rescore, rescore_weight=args.rescore_weight)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -48,16 +48,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: as mlmkit predict sets them)")
+    ap.add_argument("--rescore", type=int, default=None, metavar="R", help="as `mlmkit predict --rescore R`")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     pats = patterns(args.n, args.seed)
     bundle = load_char_model(args.model_dir)
     t = time.perf_counter()
-    together = predict_patterns(bundle, pats, top_k=5)
+    together = predict_patterns(bundle, pats, top_k=5, rescore=args.rescore)
     batched_s = time.perf_counter() - t
     t = time.perf_counter()
-    single = [predict_patterns(bundle, [p], top_k=5)[0] for p in pats[:100]]
+    single = [predict_patterns(bundle, [p], top_k=5, rescore=args.rescore)[0] for p in pats[:100]]
     single_s = time.perf_counter() - t
     same = all([f["text"] for f in a["fills"]] == [f["text"] for f in b["fills"]] for a, b in zip(together, single))
     print(f"{len(pats)} patterns in one call: {batched_s:.2f} s = {len(pats) / batched_s:.1f} patterns/s")

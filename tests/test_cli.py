@@ -101,6 +101,8 @@ def test_train_predict_and_pipeline_agree(capsys, monkeypatch, tmp_path, tiny_ar
     assert [f["token_id"] for f in ours] == [r["token"] for r in ref]
     for a, b in zip(ours, ref):
         assert abs(a["score"] - b["score"]) < 1e-5
+    code, out, err = run_cli(["predict", str(run), text, "--rescore", "2"], capsys, monkeypatch)
+    assert code == 2 and "--rescore re-ranks the fills of character models" in err
     code, out, err = run_cli(["eval", str(run), "--data", str(data), "--max-samples", "200"], capsys, monkeypatch)
     assert code == 0, err
     result = json.loads(out)

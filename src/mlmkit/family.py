@@ -59,8 +59,10 @@ class Family:
         config sections (e.g. {"data": {"max_length": 64}}) on top of the model's own settings."""
         raise NotImplementedError
 
-    def predict(self, model: str, inputs: list[str], *, top_k: int) -> list[dict[str, Any]]:
-        """Fill the masks of each input; one JSON-ready result per input."""
+    def predict(self, model: str, inputs: list[str], *, top_k: int, rescore: int | None = None) -> list[dict[str, Any]]:
+        """Fill the masks of each input; one JSON-ready result per input. `rescore` (`mlmkit
+        predict --rescore R`): re-rank by the model's pseudo-log-likelihood around each hole, for
+        families that support it (an error otherwise)."""
         raise NotImplementedError
 
     def format_prediction(self, result: dict[str, Any]) -> list[str]:

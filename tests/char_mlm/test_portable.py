@@ -30,7 +30,8 @@ CHILD = textwrap.dedent("""
     assert type(AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True)) is type(model)
     assert "mlmkit" not in sys.modules and not any(m.startswith("mlmkit.") for m in sys.modules)
     print(json.dumps({"class": type(model).__name__,
-                      "fills": [model.fill(p, top_k=4) for p in patterns]}))
+                      "fills": [model.fill(p, top_k=4) for p in patterns],
+                      "rescored": [model.fill(p, top_k=4, rescore=2) for p in patterns]}))
 """)
 
 
@@ -64,10 +65,13 @@ def test_exported_model_fills_patterns_without_mlmkit(tmp_path, model_kw):
     assert child.returncode == 0, child.stderr[-3000:]
     got = json.loads(child.stdout.strip().splitlines()[-1])
     assert got["class"] == "MlmkitCharForMaskedLM"
-    for pattern, fills in zip(PATTERNS, got["fills"]):
+    for pattern, fills, rescored in zip(PATTERNS, got["fills"], got["rescored"]):
         want = char_predict(out, pattern, k=4)  # mlmkit, on the same folder
         assert [n for n, _ in fills] == [n for n, _ in want] and len(want) == 4
         assert [s for _, s in fills] == pytest.approx([s for _, s in want], abs=1e-5)
+        want = char_predict(out, pattern, k=4, rescore=2)
+        assert [n for n, _ in rescored] == [n for n, _ in want]
+        assert [s for _, s in rescored] == pytest.approx([s for _, s in want], abs=1e-4)
     assert "trust_remote_code=True" in (out / "README.md").read_text()
 
 
@@ -108,3 +112,46 @@ def test_predict_reads_patterns_from_arguments_a_file_and_stdin(tmp_path, capsys
     assert code == 0 and json.loads(out)["input"] == "x[2].com", err
     code, out, err = run_cli(["predict", model], capsys, monkeypatch)
     assert code == 2 and "nothing to fill" in err
+    # --rescore: the batched fills re-ranked as predict_pattern re-ranks one pattern
+    from mlmkit.char_mlm.model import load_char_model
+    from mlmkit.char_mlm.predict import predict_pattern
+
+    code, out, err = run_cli(["predict", model, "goo[3].com", "mail[2].net", "--rescore", "2", "--json"],
+                             capsys, monkeypatch)
+    bundle = load_char_model(model)
+    for line, pattern in zip(out.splitlines(), ["goo[3].com", "mail[2].net"]):
+        want = predict_pattern(bundle, pattern, k=5, rescore=2)
+        assert [f["text"] for f in json.loads(line)["fills"]] == [n for n, _ in want], pattern
+    assert code == 0 and want != predict_pattern(bundle, pattern, k=5)
+
+
+@pytest.mark.parametrize("model_kw", [{"ngram_buckets": 64, "head_ngram_buckets": 64},
+                                      {"arch": "cloze", "ngram_buckets": 64, "head_ngram_buckets": 64}],
+                         ids=["scratch", "cloze"])
+def test_rescoring_adds_each_candidates_pseudo_log_likelihood_around_its_hole(tmp_path, model_kw):
+    """`rescore=R`: a candidate's score is its beam score plus the summed log-probabilities of
+    each character from R left of the hole to R right of it, each read with only itself hidden
+    (computed here one name and one character at a time)."""
+    from mlmkit.char_mlm.model import load_char_model
+    from mlmkit.char_mlm.portable import _encode, pseudo_log_likelihood
+    from mlmkit.char_mlm.predict import predict_pattern
+
+    bundle = load_char_model(_model(tmp_path, **model_kw) / "model")
+    chars = "".join(bundle.alphabet.chars)
+    model = bundle.model.eval()
+
+    def one(name: str, q: int) -> float:
+        cps, idx, att, spans = _encode([name], [[j == q for j in range(len(name))]], chars)
+        gold = torch.tensor([[bundle.alphabet.index[name[q]]]])
+        with torch.no_grad():
+            logits = model.head(model.encode(cps, idx, att), spans, gold, input_idx=idx)
+        return float(logits[0, 0].log_softmax(-1)[gold[0, 0]])
+
+    names, where = ["mail7.com", "box12.net", "shop3.com"], [[0, 1], [3, 4, 5, 6], [8]]
+    got = pseudo_log_likelihood(model, chars, names, where, batch_size=3)  # rows of several names per batch
+    assert got == pytest.approx([sum(one(n, q) for q in qs) for n, qs in zip(names, where)], abs=1e-5)
+    rescored = predict_pattern(bundle, "mail[2].com", k=8, beam=16, rescore=1, rescore_weight=0.5)
+    base = dict(predict_pattern(bundle, "mail[2].com", k=16, beam=16))
+    for name, score in rescored:  # the hole is characters 4-5: the window is 3..6
+        assert score == pytest.approx(base[name] + 0.5 * sum(one(name, q) for q in range(3, 7)), abs=1e-4)
+    assert len(rescored) == 8 and [s for _, s in rescored] == sorted((s for _, s in rescored), reverse=True)

@@ -62,10 +62,10 @@ class CharFamily(Family):
         return evaluate_char_model(model, data, overrides=overrides, batch_size=batch_size or 256,
                                    max_samples=max_samples)
 
-    def predict(self, model, inputs, *, top_k):
+    def predict(self, model, inputs, *, top_k, rescore=None):
         from .predict import predict_patterns
 
-        return predict_patterns(model, inputs, top_k)
+        return predict_patterns(model, inputs, top_k, rescore=rescore)
 
     def format_prediction(self, result):
         from .predict import format_fills

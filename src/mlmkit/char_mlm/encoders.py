@@ -161,6 +161,9 @@ class ClozeCharEncoder(nn.Module):
     at the end)."""
 
     uses_code_points = False
+    # No state the head reads for a span depends on the span's own input characters, so a name's
+    # every position can be scored from one pass over it unmasked (`portable.pseudo_log_likelihood`).
+    reads_own_character = False
 
     def __init__(self, **config):
         super().__init__()

@@ -177,22 +177,27 @@ def _combine(text: str, span_rows: list, spans, seqs, scores, chars: str, beam: 
 
 @torch.no_grad()
 def fill_pattern(model, chars: str, pattern: str, *, max_span: int, mean_span: float, max_length: int,
-                 k: int = 5, beam: Optional[int] = None,
-                 keep: Callable[[str], bool] = plausible_name) -> list[tuple[str, float]]:
+                 k: int = 5, beam: Optional[int] = None, keep: Callable[[str], bool] = plausible_name,
+                 rescore: Optional[int] = None, rescore_weight: float = 1.0) -> list[tuple[str, float]]:
     """The best `k` fillings of `pattern` (syntax above) as (name, log-probability). `model` has
     ``encode(input_ids, input_idx, attention_mask)`` and a span ``head``; `chars` is its alphabet
-    after the specials; `keep` drops implausible names."""
+    after the specials; `keep` drops implausible names; `rescore`: see `fill_patterns`."""
     return fill_patterns(model, chars, [pattern], max_span=max_span, mean_span=mean_span, max_length=max_length,
-                         k=k, beam=beam, keep=keep)[0]
+                         k=k, beam=beam, keep=keep, rescore=rescore, rescore_weight=rescore_weight)[0]
 
 
 @torch.no_grad()
 def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean_span: float, max_length: int,
                   k: int = 5, beam: Optional[int] = None, keep: Callable[[str], bool] = plausible_name,
-                  batch_size: int = 256) -> list[list[tuple[str, float]]]:
+                  batch_size: int = 256, rescore: Optional[int] = None,
+                  rescore_weight: float = 1.0) -> list[list[tuple[str, float]]]:
     """`fill_pattern` for many patterns at once: the variants of all of them go through the
     encoder and the beam search in batches of `batch_size` names (a batch's rows are independent,
-    so each pattern gets what it gets alone), one Python round per batch instead of per pattern."""
+    so each pattern gets what it gets alone), one Python round per batch instead of per pattern.
+
+    `rescore` = R (off with None): each pattern's candidates are re-ranked by their score plus
+    `rescore_weight` x their pseudo-log-likelihood over the holes and R characters either side
+    (`pseudo_log_likelihood`): a check, in both directions, that a filling fits its neighbours."""
     model.eval()
     variants = [(i, v) for i, p in enumerate(patterns)
                 for v in parse_pattern(p, max_span, max_length) if len(v[0]) <= max_length]
@@ -200,6 +205,7 @@ def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean
     beam = beam or max(2 * k, 5)
     dev = next(model.parameters()).device
     results: list[dict[str, float]] = [{} for _ in patterns]
+    holes_of: list[dict[str, list[int]]] = [{} for _ in patterns]
     for i in range(0, len(variants), batch_size):
         group = variants[i: i + batch_size]
         cps, idx, att, spans = _encode([v[0] for _, v in group], [v[1] for _, v in group], chars)
@@ -215,7 +221,54 @@ def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean
             for sc, name in _combine(var[0], rows_of[r], spans, seqs, scores, chars, beam):
                 if keep(name) and sc + prior > found.get(name, float("-inf")):
                     found[name] = sc + prior
+                    holes_of[which][name] = [j for j, h in enumerate(var[1]) if h]
+    if rescore is not None:
+        results = _rescored(model, chars, results, holes_of, rescore, rescore_weight, beam)
     return [[(n, float(s)) for n, s in sorted(found.items(), key=lambda x: -x[1])[:k]] for found in results]
+
+
+def _rescored(model, chars: str, results: list[dict[str, float]], holes_of: list[dict[str, list[int]]],
+              radius: int, weight: float, beam: int) -> list[dict[str, float]]:
+    """Each pattern's best `beam` candidates, scored + weight x their pseudo-log-likelihood around
+    the holes."""
+    best = [sorted(found.items(), key=lambda x: -x[1])[:beam] for found in results]
+    names, where = [], []
+    for which, cands in enumerate(best):
+        for name, _ in cands:
+            holes = holes_of[which][name]
+            names.append(name)
+            where.append(list(range(max(0, holes[0] - radius), min(len(name), holes[-1] + radius + 1))))
+    pll = iter(pseudo_log_likelihood(model, chars, names, where))
+    return [{name: sc + weight * next(pll) for name, sc in cands} for cands in best]
+
+
+@torch.no_grad()
+def pseudo_log_likelihood(model, chars: str, names: list[str], positions: list[list[int]],
+                          batch_size: int = 512) -> list[float]:
+    """For each name, the sum over its `positions` q of log P(name[q] | the name with only q
+    hidden), each a one-character span read by the model. An encoder whose states never read the
+    span's own characters (the cloze towers) scores all of a name's positions from one pass over
+    the name as it is; any other gets one row per position, with that character masked."""
+    model.eval()
+    index = {c: i + len(SPECIAL_CPS) for i, c in enumerate(chars)}
+    one_pass = not getattr(getattr(model, "encoder", None), "reads_own_character", True)
+    rows = [(i, [q]) for i, qs in enumerate(positions) for q in qs] if not one_pass else list(enumerate(positions))
+    dev = next(model.parameters()).device
+    out = [0.0] * len(names)
+    step = max(1, batch_size // max(1, max((len(q) for _, q in rows), default=1))) if one_pass else batch_size
+    for b in range(0, len(rows), step):
+        chunk = rows[b: b + step]
+        texts = [names[i] for i, _ in chunk]
+        holes = [[j in qs and not one_pass for j in range(len(t))] for t, (_, qs) in zip(texts, chunk)]
+        cps, idx, att, _ = _encode(texts, holes, chars)
+        spans = torch.tensor([(r, 1 + q, 1) for r, (_, qs) in enumerate(chunk) for q in qs], dtype=torch.long)
+        gold = torch.tensor([[index.get(names[i][q], UNK)] for i, qs in chunk for q in qs], device=dev)
+        hidden = model.encode(cps.to(dev), idx.to(dev), att.to(dev))
+        logits = model.head(hidden, spans.to(dev), gold, input_idx=idx.to(dev))
+        lp = iter(logits[:, 0].float().log_softmax(-1).gather(1, gold).squeeze(1).tolist())
+        for i, qs in chunk:
+            out[i] += sum(next(lp) for _ in qs)
+    return out
 
 
 def build_encoder(arch: str, encoder_config: dict):
@@ -269,8 +322,10 @@ class MlmkitCharForMaskedLM(PreTrainedModel):
         hidden = self.encode(input_ids, input_idx, attention_mask)
         return hidden if spans is None else self.head(hidden, spans, targets, input_idx)
 
-    def fill(self, pattern: str, top_k: int = 5, beam: Optional[int] = None) -> list[tuple[str, float]]:
-        """Fill the holes of `pattern` (module docstring): the best `top_k` (name, log-probability)."""
+    def fill(self, pattern: str, top_k: int = 5, beam: Optional[int] = None,
+             rescore: Optional[int] = None) -> list[tuple[str, float]]:
+        """Fill the holes of `pattern` (module docstring): the best `top_k` (name, log-probability);
+        `rescore` = R re-ranks by the pseudo-log-likelihood around the holes (`fill_patterns`)."""
         c = self.config
         return fill_pattern(self, c.alphabet, pattern, max_span=c.max_span, mean_span=c.mean_span,
-                            max_length=c.max_chars, k=top_k, beam=beam)
+                            max_length=c.max_chars, k=top_k, beam=beam, rescore=rescore)

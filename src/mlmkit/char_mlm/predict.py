@@ -29,29 +29,32 @@ def _valid(name: str) -> bool:
     return check_domain(name, "keep", None, None)[1] is None and plausible_name(name)
 
 
-def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[int] = None) -> list[tuple[str, float]]:
-    """The best `k` fillings of `pattern` by a loaded model: (name, log-probability)."""
+def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[int] = None,
+                    rescore: Optional[int] = None, rescore_weight: float = 1.0) -> list[tuple[str, float]]:
+    """The best `k` fillings of `pattern` by a loaded model: (name, log-probability);
+    `rescore`: see `portable.fill_patterns`."""
     try:
         return fill_pattern(bundle.model, "".join(bundle.alphabet.chars), pattern, max_span=bundle.masking.max_span,
                             mean_span=bundle.masking.mean_span, max_length=bundle.data.max_length, k=k, beam=beam,
-                            keep=_valid)
+                            keep=_valid, rescore=rescore, rescore_weight=rescore_weight)
     except PatternError as e:
         raise MlmkitError(str(e)) from None
 
 
-def char_predict(model_dir, pattern: str, k: int = 5, beam: Optional[int] = None) -> list[tuple[str, float]]:
+def char_predict(model_dir, pattern: str, k: int = 5, beam: Optional[int] = None,
+                 rescore: Optional[int] = None) -> list[tuple[str, float]]:
     """Fill the holes of `pattern` (see the module docstring for the syntax); best `k` first."""
-    return predict_pattern(bundle_of(model_dir), pattern, k=k, beam=beam)
+    return predict_pattern(bundle_of(model_dir), pattern, k=k, beam=beam, rescore=rescore)
 
 
-def predict_patterns(model, patterns: list[str], top_k: int = 5) -> list[dict]:
+def predict_patterns(model, patterns: list[str], top_k: int = 5, rescore: Optional[int] = None) -> list[dict]:
     """`mlmkit predict` for a character model: one JSON-ready result per pattern, all patterns
-    filled together in batches (`portable.fill_patterns`)."""
+    filled together in batches (`portable.fill_patterns`, whose `rescore` re-ranks)."""
     bundle = bundle_of(model)
     try:
         fills = fill_patterns(bundle.model, "".join(bundle.alphabet.chars), list(patterns),
                               max_span=bundle.masking.max_span, mean_span=bundle.masking.mean_span,
-                              max_length=bundle.data.max_length, k=top_k, keep=_valid)
+                              max_length=bundle.data.max_length, k=top_k, keep=_valid, rescore=rescore)
     except PatternError as e:
         raise MlmkitError(str(e)) from None
     return [{"input": p, "fills": [{"text": s, "score": sc} for s, sc in f]} for p, f in zip(patterns, fills)]

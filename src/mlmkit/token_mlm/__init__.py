@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import MlmkitError
 from ..family import Family
 from .config import TokenConfig
 
@@ -63,9 +64,12 @@ class TokenFamily(Family):
         return evaluate_token_model(model, data, overrides=overrides, batch_size=batch_size or 32,
                                     max_samples=max_samples, log=log)
 
-    def predict(self, model, inputs, *, top_k):
+    def predict(self, model, inputs, *, top_k, rescore=None):
         from .predict import predict_texts
 
+        if rescore is not None:
+            raise MlmkitError("--rescore re-ranks the fills of character models (name patterns); "
+                              "a token model's fills are one softmax each")
         return predict_texts(model, inputs, top_k)
 
     def format_prediction(self, result):
