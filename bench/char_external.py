@@ -171,7 +171,7 @@ def make_mask(name: str, seed: int) -> tuple[int, int]:
 
 
 # ------------------------------------------------------------------------------------ fills
-RESCORE: dict = {}  # --rescore R --rescore-weight W: predict_pattern's re-ranking (off when empty)
+RESCORE: dict = {}  # --rescore R --rescore-weight W --beam B: predict_pattern's options (its defaults when empty)
 
 
 def model_fills(bundle, items: list[tuple[str, int, int]]) -> tuple[list[list[str]], float]:
@@ -389,9 +389,12 @@ def main(argv: list[str] | None = None) -> None:
                     help="re-rank each name's candidates by their pseudo-log-likelihood over the span and R "
                          "characters either side (predict_pattern's rescore)")
     ap.add_argument("--rescore-weight", type=float, default=1.0)
+    ap.add_argument("--beam", type=int, default=None, help="the model's beam width (default: predict_pattern's, 10)")
     args = ap.parse_args(argv)
     if args.rescore is not None:
         RESCORE.update(rescore=args.rescore, rescore_weight=args.rescore_weight)
+    if args.beam is not None:
+        RESCORE.update(beam=args.beam)
     import torch
 
     torch.set_num_threads(args.threads)
