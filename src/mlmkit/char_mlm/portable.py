@@ -142,9 +142,14 @@ def plausible_name(name: str) -> bool:
     return len(labels) < 2 or (len(labels[-1]) >= 2 and not labels[-1].isdigit())
 
 
+def _char_index(chars: str) -> dict[str, int]:
+    """Character -> alphabet index (after the specials)."""
+    return {c: i + len(SPECIAL_CPS) for i, c in enumerate(chars)}
+
+
 def _encode(texts: list[str], holes: list[list[bool]], chars: str):
     """Model inputs for texts whose hole characters become MASK, and their span table."""
-    index = {c: i + len(SPECIAL_CPS) for i, c in enumerate(chars)}
+    index = _char_index(chars)
     cps, idx, att = encode_names(texts, lambda s: [index.get(c, UNK) for c in s])
     hole = torch.zeros_like(att, dtype=torch.bool)
     for r, h in enumerate(holes):
@@ -250,7 +255,7 @@ def pseudo_log_likelihood(model, chars: str, names: list[str], positions: list[l
     span's own characters (the cloze towers) scores all of a name's positions from one pass over
     the name as it is; any other gets one row per position, with that character masked."""
     model.eval()
-    index = {c: i + len(SPECIAL_CPS) for i, c in enumerate(chars)}
+    index = _char_index(chars)
     one_pass = not getattr(getattr(model, "encoder", None), "reads_own_character", True)
     rows = [(i, [q]) for i, qs in enumerate(positions) for q in qs] if not one_pass else list(enumerate(positions))
     dev = next(model.parameters()).device

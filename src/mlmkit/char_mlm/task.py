@@ -227,8 +227,7 @@ class CharMLMTask(SpanTask):
             raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
                               "cannot be counted before training)")
         for ch in self.chunks[self.rank::self.world_size]:
-            ctx = self.source.ctx()
-            rows = self._train_rows(self.source.read_chunk(ch, ctx), ctx)
+            rows, _ = self._chunk_rows(ch)
             for i in range(0, len(rows), 4096):
                 head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
         if self.world_size > 1:
@@ -376,6 +375,11 @@ class CharMLMTask(SpanTask):
             return n_win * self._hub_per_window() + (self._window_size(rest) if rest else 0)
         return sum(w.n_batches for w in self._windows(epoch))
 
+    def _chunk_rows(self, ch) -> tuple[list[str], Any]:
+        """The training names of one local chunk, and the reading context that counted its bad rows."""
+        ctx = self.source.ctx()
+        return self._train_rows(self.source.read_chunk(ch, ctx), ctx), ctx
+
     def _train_rows(self, records, ctx) -> list[str]:
         d = self.data_cfg
         return [dom for dom in self.filter.filter(records, ctx) if not is_validation(dom, self.holdout, d.holdout_key)]
@@ -434,8 +438,8 @@ class CharMLMTask(SpanTask):
                 continue
             rows: list[str] = []
             for ch in win.chunks:
-                ctx = self.source.ctx()
-                rows.extend(self._train_rows(self.source.read_chunk(ch, ctx), ctx))
+                chunk_rows, ctx = self._chunk_rows(ch)
+                rows.extend(chunk_rows)
                 # each chunk counted once, however often it is read
                 self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
             if not rows:  # a window of invalid rows only: borrow the names of another chunk
@@ -446,8 +450,7 @@ class CharMLMTask(SpanTask):
 
     def _fallback_rows(self) -> list[str]:
         for ch in self.chunks:
-            ctx = self.source.ctx()
-            rows = self._train_rows(self.source.read_chunk(ch, ctx), ctx)
+            rows, _ = self._chunk_rows(ch)
             if rows:
                 return rows
         raise DataError("no training names in the data", self.source.name)
