@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mlmkit.engine.config import OptimConfig
-from mlmkit.engine.optim import SplitOptimizer, clip_grad_norm, lr_factor, make_optimizer
+from mlmkit.engine.optim import RowAdam, SplitOptimizer, clip_grad_norm, lr_factor, make_optimizer
 from mlmkit.engine.task import ParamGroup
 
 
@@ -50,6 +50,33 @@ def test_sparse_tables_go_to_sparse_adam_with_their_scale():
     opt.step()
     changed = (net.memory.weight != before).any(1).nonzero().flatten().tolist()
     assert changed == [1, 2]  # only the rows the batch touched
+
+
+def test_row_adam_steps_as_torch_sparse_adam_and_shares_its_state():
+    """RowAdam (gathers and scatters) against torch's SparseAdam: the same rows move by the same
+    amounts over 5 steps of gradients that repeat rows (uncoalesced: 1 twice, 5 thrice) and skip
+    others; untouched rows stay bit for bit; the state dict loads into SparseAdam and continues."""
+    torch.manual_seed(0)
+    ref = torch.nn.Embedding(12, 3, sparse=True)
+    mine = torch.nn.Embedding(12, 3, sparse=True)
+    mine.load_state_dict(ref.state_dict())
+    opt_ref = torch.optim.SparseAdam(ref.parameters(), lr=0.1)
+    opt = RowAdam(mine.parameters(), lr=0.1)
+    for step in range(5):
+        ids = torch.tensor([1, 1, 5, 5, 5, step + 6])
+        for emb, o in ((ref, opt_ref), (mine, opt)):
+            o.zero_grad()
+            (emb(ids) * torch.arange(18.0).reshape(6, 3)).sum().backward()
+            o.step()
+    assert torch.allclose(mine.weight, ref.weight, atol=1e-6)
+    assert (mine.weight[1] != ref.weight.new_tensor(0)).all() and not torch.equal(mine.weight[5], ref.weight[5] * 0)
+    assert torch.equal(mine.weight[[0, 2, 11]], ref.weight[[0, 2, 11]])  # never touched
+    moved = torch.nn.Embedding(12, 3, sparse=True)
+    moved.load_state_dict(ref.state_dict())
+    back = torch.optim.SparseAdam(moved.parameters(), lr=0.1)
+    back.load_state_dict(opt.state_dict())
+    assert back.state[moved.weight]["step"] == 5
+    assert torch.allclose(back.state[moved.weight]["exp_avg_sq"], opt_ref.state[ref.weight]["exp_avg_sq"], atol=1e-6)
 
 
 def test_clip_grad_norm_counts_sparse_gradients_like_dense_ones():

@@ -47,6 +47,43 @@ class SplitOptimizer:
         self.sparse.load_state_dict(sd["sparse"])
 
 
+class RowAdam(torch.optim.SparseAdam):
+    """SparseAdam's update ("lazy" Adam: only the rows in the gradient move, their moments decay
+    only when they are touched), computed with row gathers and scatters: read the touched rows of
+    the moments, update them, write them back, add the step to the weights. `torch.optim.SparseAdam`
+    builds sparse tensors for each moment and adds them to the dense ones, which took 130 ms where
+    this takes 18 ms (15,000 rows of 128, one thread; `bench/sparse_adam.py`). Same state
+    (step, exp_avg, exp_avg_sq), so checkpoints of either load in the other; results agree to
+    rounding."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise ValueError("RowAdam takes no closure")
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            if group.get("maximize", False):
+                raise ValueError("RowAdam does not maximise")
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if not p.grad.is_sparse:
+                    raise RuntimeError("RowAdam takes sparse gradients only (an embedding with sparse=True)")
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p), exp_avg_sq=torch.zeros_like(p))
+                state["step"] += 1
+                grad = p.grad.coalesce()  # each row once: the scatters below must not collide
+                rows, g = grad.indices()[0], grad.values()
+                m = state["exp_avg"].index_select(0, rows).lerp_(g, 1 - beta1)
+                v = state["exp_avg_sq"].index_select(0, rows).mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                state["exp_avg"].index_copy_(0, rows, m)
+                state["exp_avg_sq"].index_copy_(0, rows, v)
+                t = state["step"]
+                step_size = float(group["lr"]) * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)
+                p.index_add_(0, rows, m.div_(v.sqrt_().add_(group["eps"])).mul_(-step_size))
+
+
 def sparse_parameters(model: torch.nn.Module) -> set[int]:
     """ids of the weights of embedding tables that produce sparse gradients."""
     return {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse}
@@ -86,7 +123,7 @@ def make_optimizer(model: torch.nn.Module, cfg: OptimConfig, device: torch.devic
     if not sparse:
         return dense
     scale = next((g.lr_scale for g in groups for p in g.params if id(p) in sparse_ids), 1.0)
-    lazy = torch.optim.SparseAdam(sparse, lr=cfg.lr * scale, betas=tuple(cfg.betas), eps=cfg.eps)
+    lazy = RowAdam(sparse, lr=cfg.lr * scale, betas=tuple(cfg.betas), eps=cfg.eps)
     lazy.param_groups[0]["lr_scale"] = scale
     return SplitOptimizer(dense, lazy)
 
@@ -102,7 +139,7 @@ def drop_zero_rows(parameters) -> None:
             g = g.coalesce()
             keep = g.values().reshape(g.values().shape[0], -1).abs().sum(1) != 0
             p.grad = torch.sparse_coo_tensor(g.indices()[:, keep], g.values()[keep], g.shape,
-                                             check_invariants=False).coalesce()
+                                             check_invariants=False, is_coalesced=True)
 
 
 def clip_grad_norm(parameters, max_norm: float):
