@@ -388,10 +388,10 @@ class Trainer:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         for j, batch in enumerate(micro):
             self._micro_batch(to_device(batch, self.device), denom, last=j == len(micro) - 1, result=result)
+        if self.sparse_params:  # before the exchange: the zero rows of padding need not travel
+            drop_zero_rows(self.sparse_params)
         if self.sparse_synced:
             sync_sparse_grads(self.sparse_synced, self.dist)
-        if self.sparse_params:
-            drop_zero_rows(self.sparse_params)
         if not self._finite(result.loss_sum):
             self._skip_bad_step(f"loss is {result.loss_sum}")
             return False
