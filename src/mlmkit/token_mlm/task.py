@@ -6,7 +6,7 @@ generator seeded with (seed, e), and each row's mask from counter-based draws ke
 data is re-read, and the result is bit-identical.
 
 Data parallelism: `batch_size` is per rank. Every rank computes the same *global* plan of
-batches of `batch_size * world_size` rows and pads and masks only its own contiguous slice of
+batches of `batch_size * world_size` rows and pads and masks only its own share (every W-th row) of
 each. A row's mask does not depend on which rank holds it, nor on the other rows, so the union
 over ranks of step `i` is exactly the batch one process with `batch_size * world_size` trains
 on -- and a run resumed on another number of ranks with the same global batch continues the same
@@ -134,9 +134,10 @@ class TokenMLMTask(TaskBase):
                 "positions": masked.positions, "targets": masked.targets}
 
     def rows_of_rank(self, batch_rows: np.ndarray) -> np.ndarray:
-        """This rank's contiguous share of a global batch's rows (an even split)."""
-        bounds = np.linspace(0, len(batch_rows), self.world_size + 1).round().astype(int)
-        return batch_rows[bounds[self.rank]: bounds[self.rank + 1]]
+        """This rank's share of a global batch's rows: every W-th from its rank on. Batches are
+        sorted by length (bucketing), so contiguous shares would give the last rank the longest
+        rows and make the others wait for it at every step."""
+        return batch_rows[self.rank::self.world_size]
 
     def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
         plan = self._plan(epoch)
