@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mlmkit.char_mlm.heads import AutoregressiveSpanHead, ParallelSpanHead, span_loss
+from mlmkit.char_mlm.heads import AutoregressiveSpanHead, CountMemory, ParallelSpanHead, context_rows, span_loss
 from mlmkit.char_mlm.masking import span_targets
 
 V, D = 30, 32
@@ -202,6 +202,7 @@ def _count_head(names_idx):
     torch.nn.init.normal_(head.counts.gate.weight)  # the gate starts constant: make it read the state
     for rows in names_idx:
         head.count_names(rows)
+    head.counts.finish()
     return head
 
 
@@ -217,15 +218,61 @@ def test_count_memory_counts_each_context_and_its_next_character():
     p, the number of names where that pair is followed by it (hash collisions aside: 4,096 rows)."""
     names = _distinct_rows(0, B=40)
     names[1:4, 3:6] = names[0, 3:6]  # four names share "xyz" at positions 3..5
-    head = _count_head([names])
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
+    head.count_names(names)
     K, chars = 3, int((names >= 5).sum())
-    assert int(head.counts.table.sum()) == chars * K * (1 + head.ngram.max_dist)  # left once, right at every distance
+    assert int(head.counts.tally.sum()) == chars * K * (1 + head.ngram.max_dist)  # left once, right at every distance
+    tally = head.counts.tally.clone()
+    head.counts.finish()
+    assert head.counts.tally is None and torch.equal(head.counts.table, CountMemory.quantise(tally))
     spans = torch.tensor([[0, 5, 1]])
     left, right, lengths = head.ngram.windows(names, spans, 1)
     left[:, K] = names[0, 5]
-    ids = head.ngram.ids(left, right, lengths, 0, 1)[0, 0]  # (2K,)
-    assert head.counts.table[ids[1], names[0, 5]] == 4  # "xy" -> "z" in four names
-    assert head.counts.table[ids[0], names[0, 5]] >= 4  # "y" -> "z": at least those
+    rows = context_rows(head.ngram.ids(left, right, lengths, 0, 1)[0, 0], head.counts.buckets)  # (2K,)
+    assert head.counts.table[rows[1], names[0, 5]] == 4  # "xy" -> "z" in four names (small counts: exact)
+    assert head.counts.table[rows[0], names[0, 5]] >= 4  # "y" -> "z": at least those
+
+
+def test_count_bytes_are_exact_below_64_and_within_3_percent_above():
+    """The count table's byte code: 0..63 as they are, larger counts on a log scale (12 steps a
+    doubling); a float32 table of an older model is converted when loaded."""
+    c = torch.tensor([0, 1, 2, 17, 63, 64, 100, 1000, 123456, 3_000_000])
+    back = CountMemory.counts_of(CountMemory.quantise(c))
+    assert torch.equal(back[:5], c[:5].float())
+    assert ((back[5:] - c[5:]).abs() / c[5:] < 0.03).all()
+    assert CountMemory.quantise(torch.tensor([1e9])).item() == 255
+    old = CountMemory(8, 2, 5, 4)
+    state = {k: v for k, v in old.state_dict().items()}
+    state["table"] = torch.zeros(16, 5)
+    state["table"][3, 1] = 7.0
+    new = CountMemory(8, 2, 5, 4)
+    new.load_state_dict(state)
+    assert new.table.dtype == torch.uint8 and new.table[3, 1] == 7 and int(new.table.sum()) == 7
+    pending = CountMemory(8, 2, 5, 4)
+    pending.add(torch.tensor([[3, 5]]), torch.tensor([1]))  # counted, not finished: saving finishes it
+    saved = pending.state_dict()["table"]
+    assert pending.tally is None and saved[3, 1] == 1 and saved[8 + 5, 1] == 1 and int(saved.sum()) == 2
+
+
+def test_count_table_may_have_its_own_number_of_buckets():
+    """`ngram_count_buckets`: the counts get their own rows per column (here 4x the memory's),
+    and the counting and the look-ups of training and decoding all use them."""
+    names = _distinct_rows(3, B=20)
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=256, ngram_max=3, ngram_counts=True, ngram_count_buckets=1024)
+    head.count_names(names)
+    head.counts.finish()
+    assert head.ngram.emb.num_embeddings == 256 * head.ngram.columns
+    assert head.counts.table.shape == (1024 * head.ngram.columns, V)
+    shared = AutoregressiveSpanHead(D, V, ngram_buckets=256, ngram_max=3, ngram_counts=True)
+    shared.count_names(names)
+    shared.counts.finish()  # the same counts in 4x fewer rows: more contexts collide
+    assert int(head.counts.table.sum()) == int(shared.counts.table.sum())
+    assert int((head.counts.table > 0).sum()) > int((shared.counts.table > 0).sum())
+    spans = torch.tensor([[0, 4, 1]])
+    left, right, lengths = head.ngram.windows(names, spans, 1)
+    left[:, 3] = names[0, 4]
+    rows = context_rows(head.ngram.ids(left, right, lengths, 0, 1)[0, 0], 1024)
+    assert (head.counts.table[rows[:3], names[0, 4]] >= 1).all()  # the name's own left contexts, counted
 
 
 def test_count_memory_leaves_the_training_name_out():
@@ -273,7 +320,7 @@ def test_joint_contexts_read_both_sides_of_the_span():
     span = spans[4:5]  # row 3, start 10, length 4
     base = mem.ids(*mem.windows(ids, span, 4), 0, 4)
     assert base.shape == (1, 4, 8) and mem.emb.num_embeddings == 8 * 256
-    assert all(((base[..., c] // 256) == c).all() for c in range(8))
+    assert all(((context_rows(base, 256)[..., c] // 256) == c).all() for c in range(8))
     for pos, changed in ((9, {0, 1, 2, 6, 7}), (14, {3, 4, 5, 6, 7})):
         other = ids.clone()
         other[3, pos] = (other[3, pos] - 5 + 1) % (V - 5) + 5

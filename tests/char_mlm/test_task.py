@@ -11,6 +11,7 @@ import torch
 from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from mlmkit.char_mlm.data import Alphabet, is_validation
 from mlmkit.char_mlm.evaluate import evaluate_char_model
+from mlmkit.char_mlm.inputs import encode_names
 from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
 from mlmkit.char_mlm.model import is_char_model_dir, load_char_model
 from mlmkit.char_mlm.masking import window_spans
@@ -243,9 +244,15 @@ def test_count_memory_holds_every_training_name_once(domains_file):
     task = _task(domains_file, model_kw={"head_ngram_buckets": 128, "head_ngram_max": 3, "head_ngram_counts": True})
     names = [n for n in domains_file.read_text().split()
              if n not in ("bad..name", "-hyphen.com") and not is_validation(n, task.holdout, "name")]
-    table = task.model.head.counts.table
-    assert int(table.sum()) == sum(map(len, names)) * 3 * (1 + 8)
-    assert not table.requires_grad and all(table is not p for g in task.param_groups(task.model) for p in g.params)
+    head = task.model.head
+    table = head.counts.table.detach().clone()
+    assert head.counts.tally is None and table.dtype == torch.uint8 and int(table.sum()) > 0
+    head.counts.table.data.zero_()  # count the expected names again, at once: the same table
+    head.count_names(encode_names(names, task.alphabet.encode)[1])
+    assert int(head.counts.tally.sum()) == sum(map(len, names)) * 3 * (1 + 8)
+    head.counts.finish()
+    assert torch.equal(head.counts.table, table)
+    assert not head.counts.table.requires_grad and all(head.counts.table is not p for g in task.param_groups(task.model) for p in g.params)
     with pytest.raises(ConfigError, match="model.head_ngram_counts"):
         CharModelConfig(head_ngram_counts=True)
 

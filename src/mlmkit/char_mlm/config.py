@@ -64,6 +64,7 @@ class CharModelConfig(ModelSection):
     head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
     head_ngram_joint: int = 0  # memory: also the n left and n right characters together (n = 1..N; 0: off)
     head_ngram_counts: bool = False  # the memory also counts each context's next character over the training names
+    head_ngram_count_buckets: int = 0  # rows per context column of the counts, a byte per character (0: head_ngram_buckets)
     cloze_windows: int = 3  # cloze: every character starts a training window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
@@ -90,6 +91,9 @@ class CharModelConfig(ModelSection):
               "needs model.head_ngram_buckets > 0")
         check(not self.head_ngram_counts or self.head_ngram_buckets > 0, "model.head_ngram_counts",
               "needs model.head_ngram_buckets > 0")
+        check(self.head_ngram_count_buckets >= 0, "model.head_ngram_count_buckets", "must be >= 0")
+        check(self.head_ngram_count_buckets == 0 or self.head_ngram_counts, "model.head_ngram_count_buckets",
+              "needs model.head_ngram_counts: true")
         check(0 <= self.cloze_windows <= 8, "model.cloze_windows", "must be in [0, 8]")
         check(self.arch != "cloze" or self.downsampling_rate == 1, "model.downsampling_rate", "must be 1 with arch: cloze")
         check(self.ngram_lr_scale > 0, "model.ngram_lr_scale", "must be > 0")

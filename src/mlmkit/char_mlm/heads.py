@@ -62,6 +62,13 @@ class ClozeContext(nn.Module):
         return around[:, None, :] + self.left_to_fill(rest), valid
 
 
+def context_rows(ids: torch.Tensor, buckets: int, first: int = 0) -> torch.Tensor:
+    """Rows of a table of `buckets` rows per column for the context hashes `ids` (..., columns),
+    whose last dimension holds columns first, first + 1, ...: column j's hash modulo `buckets`,
+    in column j's range of rows."""
+    return ids % buckets + (torch.arange(ids.shape[-1], device=ids.device) + first) * buckets
+
+
 class SpanNgramMemory(nn.Module):
     """Hashed n-gram embeddings for the span head: a large, cheap memory of "what follows this
     context", the statistic a character n-gram model lives on.
@@ -106,18 +113,19 @@ class SpanNgramMemory(nn.Module):
         return left, right, spans[:, 2]
 
     def ids(self, left: torch.Tensor, right: torch.Tensor, lengths: torch.Tensor, t0: int, T: int):
-        """(S, T, columns) rows of the memory for steps t0..t0+T-1; `left` must hold the known
-        characters of the span before each step (slots K + t for t < the step). Columns: the
-        left n-grams (n = 1..K), the right ones with the distance, then the joint ones (the left
-        and right n-grams of the same n together, with the distance: "goo" + ?? + "e.co")."""
-        K, B = self.max_n, self.buckets
+        """(S, T, columns) hashes (< 2^31) of the contexts of steps t0..t0+T-1; `left` must hold
+        the known characters of the span before each step (slots K + t for t < the step). Columns:
+        the left n-grams (n = 1..K), the right ones with the distance, then the joint ones (the
+        left and right n-grams of the same n together, with the distance: "goo" + ?? + "e.co").
+        A table of B buckets per column reads rows `context_rows(ids, B)`."""
+        K = self.max_n
         ids, lefts, rights = [], [], []
         h = left[:, K - 1 + t0: K - 1 + t0 + T]  # the character just before p
         for n in range(1, K + 1):
             if n > 1:
                 h = ngram_hash_step(h, left[:, K - n + t0: K - n + t0 + T], n)
             lefts.append(h)
-            ids.append(h % B + (n - 1) * B)
+            ids.append(h)
         t = torch.arange(t0, t0 + T, device=left.device)
         dist = (lengths[:, None] - t[None]).clamp(1, self.max_dist)  # (S, T)
         r = right[:, 0]
@@ -125,14 +133,14 @@ class SpanNgramMemory(nn.Module):
             if n > 1:
                 r = ngram_hash_step(r, right[:, n - 1], n)
             rights.append(ngram_hash_step(r[:, None], dist, 97))
-            ids.append(rights[-1] % B + (K + n - 1) * B)
+            ids.append(rights[-1])
         for n in range(1, self.joint + 1):
-            ids.append(ngram_hash_step(lefts[n - 1], rights[n - 1], 131) % B + (2 * K + n - 1) * B)
+            ids.append(ngram_hash_step(lefts[n - 1], rights[n - 1], 131))
         return torch.stack(ids, -1)
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        """(S, T, dim): the summed (projected) rows `ids`."""
-        emb = self.emb(ids)  # (S, T, columns, dim)
+        """(S, T, dim): the summed (projected) rows of the context hashes `ids`."""
+        emb = self.emb(context_rows(ids, self.buckets))  # (S, T, columns, dim)
         if self.training and self.drop > 0:
             # Drop whole look-ups: the rows memorise training names, and a model that always finds
             # its long contexts never learns to back off to short ones, as it must on new names.
@@ -161,36 +169,85 @@ class SpanNgramMemory(nn.Module):
 
 
 class CountMemory(nn.Module):
-    """Counts, per row of the n-gram memory (a hashed context: the n characters left of a
-    character, or the n right of its span at a distance), of the character that followed it in
-    the training names, filled in one pass before training (`count_names`); a frozen parameter, so
-    it is saved with the model and never trained. The head adds a learned log-linear mixture of
-    the contexts' smoothed distributions: weights from its own state and how often each context
-    was seen. An SGD-trained memory row needs several sightings of its context; a count needs
-    one, as a Kneser-Ney model does. In training, the name's own occurrence is taken out of its
-    counts (leave-one-out), so the head learns to trust counts as much as they deserve on names
-    it has not seen."""
+    """Counts, per row of a hashed context (the n characters left of a character, or the n right
+    of its span at a distance), of the character that followed it in the training names, filled
+    in one pass before training (`count_names`); a frozen parameter, so it is saved with the model
+    and never trained. The head adds a learned log-linear mixture of the contexts' smoothed
+    distributions: weights from its own state and how often each context was seen. An
+    SGD-trained memory row needs several sightings of its context; a count needs one, as a
+    Kneser-Ney model does. In training, the name's own occurrence is taken out of its counts
+    (leave-one-out), so the head learns to trust counts as much as they deserve on names it has
+    not seen.
 
-    def __init__(self, rows: int, columns: int, vocab_size: int, hidden: int):
+    Rows: `buckets` per column (`model.head_ngram_count_buckets`, default the memory's own), a
+    byte per character: the count itself up to 63, then 64 + round(12 * log2(count / 64)) (within
+    3%, saturating near 4 million). Hash collisions, not precision, limit the counts: at a byte a
+    character, 16 times the rows of the float32 table fit in 4 times its bytes. Counting tallies
+    exactly (int32) until `finish`; float32 tables of older models are converted on load."""
+
+    EXACT, SCALE = 64, 12.0  # counts below EXACT are stored as they are
+
+    def __init__(self, buckets: int, columns: int, vocab_size: int, hidden: int):
         super().__init__()
-        self.table = nn.Parameter(torch.zeros(rows, vocab_size), requires_grad=False)
+        self.buckets = buckets
+        self.table = nn.Parameter(torch.zeros(buckets * columns, vocab_size, dtype=torch.uint8), requires_grad=False)
+        self.tally: torch.Tensor | None = None  # exact counts while counting (`add` ... `finish`)
         self.gate = nn.Linear(hidden, columns)
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: every column's distribution adds up
         self.trust = nn.Parameter(torch.zeros(columns))  # per context: weight by log(1 + count)
         self.smooth = nn.Parameter(torch.zeros(columns))  # per context: add-k smoothing, k = softplus
 
+    @classmethod
+    def quantise(cls, counts: torch.Tensor) -> torch.Tensor:
+        c = counts.float().clamp_min(0)
+        big = torch.log2(c.clamp_min(cls.EXACT) / cls.EXACT).mul_(cls.SCALE).add_(cls.EXACT)
+        return torch.where(c < cls.EXACT, c, big).round_().clamp_(0, 255).to(torch.uint8)
+
+    @classmethod
+    def counts_of(cls, q: torch.Tensor) -> torch.Tensor:
+        q = q.float()
+        return torch.where(q < cls.EXACT, q, ((q - cls.EXACT) / cls.SCALE).exp2_().mul_(cls.EXACT))
+
     @torch.no_grad()
-    def add(self, ids: torch.Tensor, gold: torch.Tensor) -> None:
-        """Count `gold` (M,) once under each of its rows `ids` (M, C)."""
-        rows = ids.reshape(-1)
+    def add(self, ids: torch.Tensor, gold: torch.Tensor, first: int = 0) -> None:
+        """Count `gold` (M,) once under each of its context hashes `ids` (M, C) of columns
+        first.. (into the tally)."""
+        if self.tally is None:
+            self.tally = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
+        rows = context_rows(ids, self.buckets, first).reshape(-1)
         cols = gold.repeat_interleave(ids.shape[1])
-        self.table.index_put_((rows, cols), torch.ones_like(rows, dtype=self.table.dtype), accumulate=True)
+        self.tally.index_put_((rows, cols), torch.ones_like(rows, dtype=torch.int32), accumulate=True)
+
+    @torch.no_grad()
+    def finish(self) -> None:
+        """Move the tally into the table (after the ranks summed their tallies), a slice of rows
+        at a time (a float copy of a large table would need 4 bytes a count at once)."""
+        if self.tally is None:
+            return
+        table, merge, step = self.table.data, bool(self.table.data.any()), 1 << 16
+        for i in range(0, table.shape[0], step):
+            counts = self.tally[i: i + step].float()
+            if merge:
+                counts += self.counts_of(table[i: i + step]).round_()
+            table[i: i + step] = self.quantise(counts)
+        self.tally = None
+
+    def _save_to_state_dict(self, *args, **kwargs):
+        self.finish()  # never save a table whose counts are still in the tally
+        super()._save_to_state_dict(*args, **kwargs)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        t = state_dict.get(prefix + "table")
+        if t is not None and t.is_floating_point():  # a float32 count table (mlmkit before the byte rows)
+            state_dict[prefix + "table"] = self.quantise(t)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(self, ids: torch.Tensor, h: torch.Tensor, gold: torch.Tensor | None = None) -> torch.Tensor:
-        """(S, T, V) logits for the rows `ids` (S, T, C) from the head states `h` (S, T, d);
-        `gold` (S, T): the characters to leave out (training on a counted name)."""
-        c = self.table[ids].float()  # (S, T, C, V)
+        """(S, T, V) logits for the context hashes `ids` (S, T, C) from the head states `h`
+        (S, T, d); `gold` (S, T): the characters to leave out (training on a counted name)."""
+        self.finish()
+        c = self.counts_of(self.table[context_rows(ids, self.buckets)])  # (S, T, C, V)
         if gold is not None:
             c = (c - F.one_hot(gold, c.shape[-1]).to(c.dtype)[:, :, None, :]).clamp_min(0.0)
         n = c.sum(-1)  # (S, T, C)
@@ -310,7 +367,8 @@ class AutoregressiveSpanHead(SpanHeadBase):
     def __init__(self, hidden_size: int, vocab_size: int, head_size: int | None = None,
                  kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
                  ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0,
-                 ngram_dense: bool = False, cloze: bool = False, ngram_counts: bool = False, ngram_joint: int = 0):
+                 ngram_dense: bool = False, cloze: bool = False, ngram_counts: bool = False, ngram_joint: int = 0,
+                 ngram_count_buckets: int = 0):
         super().__init__(hidden_size, vocab_size, cloze, max_span)
         d = head_size or hidden_size
         if ngram_buckets:
@@ -337,7 +395,7 @@ class AutoregressiveSpanHead(SpanHeadBase):
         self.out = nn.Linear(d, vocab_size)
         self.counts = None
         if ngram_counts and ngram_buckets:
-            self.counts = CountMemory(self.ngram.emb.num_embeddings, self.ngram.columns, vocab_size, d)
+            self.counts = CountMemory(ngram_count_buckets or ngram_buckets, self.ngram.columns, vocab_size, d)
 
     def _inputs(self, ctx, valid, prev, feats=None):
         ctxp = self.ctx_proj(ctx)  # (S, T, d)
@@ -388,7 +446,7 @@ class AutoregressiveSpanHead(SpanHeadBase):
         ids = self.ngram.ids(left, right, lengths, 0, 1)[:, 0]
         K, first = self.ngram.max_n, lengths == 1  # the left contexts repeat for every distance
         self.counts.add(ids[first, :K], gold[first])
-        self.counts.add(ids[:, K:], gold)
+        self.counts.add(ids[:, K:], gold, first=K)
 
     # incremental decoding
     def init_state(self, ctx, valid, ngram_state=None):

@@ -66,6 +66,8 @@ class CharMLMModel(nn.Module):
             self.head_config["cloze"] = True
         if cfg.head_ngram_counts:
             self.head_config["ngram_counts"] = True
+        if cfg.head_ngram_count_buckets:
+            self.head_config["ngram_count_buckets"] = cfg.head_ngram_count_buckets
         if cfg.head_ngram_joint:
             self.head_config["ngram_joint"] = cfg.head_ngram_joint
         self.head = build_head(**self.head_config)

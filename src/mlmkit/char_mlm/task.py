@@ -230,15 +230,18 @@ class CharMLMTask(SpanTask):
             rows, _ = self._chunk_rows(ch)
             for i in range(0, len(rows), 4096):
                 head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
+        counts = head.counts
+        if counts.tally is None:  # a rank without chunks still joins the sum
+            counts.add(torch.zeros((0, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long))
         if self.world_size > 1:
             import torch.distributed as dist
 
-            table = head.counts.table.data
             # NCCL reduces CUDA tensors only, and the model is still on the CPU here
-            buf = table.cuda() if dist.get_backend() == "nccl" else table
+            buf = counts.tally.cuda() if dist.get_backend() == "nccl" else counts.tally
             dist.all_reduce(buf)
-            if buf is not table:
-                table.copy_(buf.cpu())
+            if buf is not counts.tally:
+                counts.tally.copy_(buf.cpu())
+        counts.finish()
 
     # ------------------------------------------------------------------ start-up scan
     def _scan(self, alphabet: Optional[Alphabet]) -> None:
