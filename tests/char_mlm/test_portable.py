@@ -50,7 +50,8 @@ def _model(tmp_path, **model_kw):
 @pytest.mark.parametrize("model_kw", [
     {"ngram_buckets": 64, "head_ngram_buckets": 64, "head_ngram_dense": 1.0},  # the domains-tiny shape
     {"arch": "canine"},
-    {"arch": "cloze", "ngram_buckets": 64, "head_ngram_buckets": 64, "head_ngram_counts": True, "head_ngram_joint": 2},
+    {"arch": "cloze", "ngram_buckets": 64, "head_ngram_buckets": 64, "head_ngram_counts": True, "head_ngram_joint": 2,
+     "head_ngram_count_buckets": 256},
 ], ids=["scratch-ngram", "canine", "cloze"])
 def test_exported_model_fills_patterns_without_mlmkit(tmp_path, model_kw):
     run = _model(tmp_path, **model_kw)
