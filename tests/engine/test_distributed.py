@@ -60,7 +60,8 @@ def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, s
     return train(task, cfg, OptimConfig(lr=2e-3, schedule="constant", warmup_ratio=0.0), resume=resume, log=log)
 
 
-def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int = 1) -> dict:
+def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int = 1, strategy: str = "auto",
+              sparse: bool = True) -> dict:
     """The character task with sparse n-gram tables (`model.sparse_ngram`) and a counted memory
     (`model.head_ngram_counts`: each rank counts its chunks, the tables are summed), 3 steps."""
     from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
@@ -70,11 +71,12 @@ def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int =
     torch.manual_seed(0)
     data = CharDataConfig(train=[str(names)], chunk_bytes=4096, shuffle_buffer=400, max_eval_samples=16)
     model = CharModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, dropout=0.0,
-                            ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3, sparse_ngram=True,
-                            head_ngram_counts=True)
+                            ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3, sparse_ngram=sparse,
+                            head_ngram_counts=True, head_ngram_count_buckets=128)
     task = CharMLMTask(data, model, CharMaskingConfig(), batch_size=batch, seed=2, rank=rank, world_size=world)
     cfg = TrainConfig(output_dir=str(out), max_steps=STEPS, log_every=1, eval_every=100, eval_at_start=False,
-                      save_every=0, progress=False, device="cpu", precision="fp32", show_samples=0)
+                      save_every=0, progress=False, device="cpu", precision="fp32", show_samples=0,
+                      strategy=strategy)
     return train(task, cfg, OptimConfig(lr=3e-3, schedule="constant", warmup_ratio=0.0), log=lambda s: None)
 
 
@@ -115,6 +117,8 @@ def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> 
             _run(tok_dir, texts, out, batch=PER_RANK_BATCH, steps=STEPS + 1, strategy=strategy, resume=True,
                  rank=rank, world=WORLD)
         _run_char(Path(root) / "names.txt", Path(root) / "char-ddp", batch=PER_RANK_BATCH, rank=rank, world=WORLD)
+        _run_char(Path(root) / "names.txt", Path(root) / "char-fsdp", batch=PER_RANK_BATCH, rank=rank, world=WORLD,
+                  strategy="fsdp")
         _run_char_hub(Path(root), Path(root) / "char-hub", rank=rank, world=WORLD)
     finally:
         dist.destroy_process_group()
@@ -170,6 +174,7 @@ def _launch(tmp_path_factory, tiny_tokenizer, english_texts, mp):
     shutil.copytree(root / "ref", ref4)
     _run(tok_dir, texts, ref4, batch=PER_RANK_BATCH * WORLD, steps=STEPS + 1, resume=True)
     _run_char(root / "names.txt", root / "char-ref", batch=PER_RANK_BATCH * WORLD)
+    _run_char(root / "names.txt", root / "char-ref-dense", batch=PER_RANK_BATCH * WORLD, sparse=False)
     for _ in range(300):  # bounded: 300 x 1 s
         if ctx.join(timeout=1):  # raises ProcessRaisedException with the worker's traceback
             break
@@ -249,6 +254,19 @@ def test_ddp_exchanges_only_the_touched_rows_of_sparse_tables(runs):
     assert tables and all((ref[k] != 0).any() for k in tables)  # the tables did train (they start at 0)
     assert torch.equal(ref["head.counts.table"], ddp["head.counts.table"]) and ref["head.counts.table"].sum() > 0
     _assert_close(ref, ddp, atol=2e-5)
+
+
+def test_fsdp_trains_and_saves_the_character_model_with_its_count_table(runs):
+    """The character model under FSDP (its n-gram tables dense, as FSDP needs): 2 ranks x 4 names
+    end where one process with 8 and dense tables does, and the saved model holds the byte count
+    table (the gathered weights are copied to their own storage, which safetensors requires)."""
+    from mlmkit.char_mlm.model import load_char_model
+
+    ref = load_char_model(runs / "char-ref-dense" / "model").model.state_dict()
+    fsdp = load_char_model(runs / "char-fsdp" / "model").model.state_dict()
+    assert fsdp["head.counts.table"].dtype == torch.uint8 and int(fsdp["head.counts.table"].sum()) > 0
+    assert torch.equal(ref["head.counts.table"], fsdp["head.counts.table"])
+    _assert_close(ref, fsdp, atol=2e-5)
 
 
 def test_ranks_stream_their_own_shards_and_the_checkpoint_keeps_each_ranks_position(runs):

@@ -122,7 +122,9 @@ def full_copy(model: torch.nn.Module, sharded_like: torch.nn.Module) -> torch.nn
 
     state = get_model_state_dict(sharded_like, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if state:  # rank 0
-        model.load_state_dict(state, assign=True, strict=False)
+        # Own storage for each tensor: gathered ones may be views into one buffer, which
+        # safetensors refuses to save (the character model's embeddings did).
+        model.load_state_dict({k: v.clone() for k, v in state.items()}, assign=True, strict=False)
         inner = getattr(model, "model", model)
         if hasattr(inner, "tie_weights"):  # HF: restore the embedding/decoder tie
             inner.tie_weights()
