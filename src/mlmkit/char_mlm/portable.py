@@ -226,7 +226,8 @@ def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean
             for sc, name in _combine(var[0], rows_of[r], spans, seqs, scores, chars, beam):
                 if keep(name) and sc + prior > found.get(name, float("-inf")):
                     found[name] = sc + prior
-                    holes_of[which][name] = [j for j, h in enumerate(var[1]) if h]
+                    if rescore is not None:  # where the re-scoring reads
+                        holes_of[which][name] = [j for j, h in enumerate(var[1]) if h]
     if rescore is not None:
         results = _rescored(model, chars, results, holes_of, rescore, rescore_weight, beam)
     return [[(n, float(s)) for n, s in sorted(found.items(), key=lambda x: -x[1])[:k]] for found in results]

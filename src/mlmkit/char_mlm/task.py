@@ -425,13 +425,6 @@ class CharMLMTask(SpanTask):
             keys = example_keys(mask_seed, torch.tensor(mine, dtype=torch.int64))
             yield make_batch([rows[t % len(rows)] for t in mine], self.alphabet, self.train_mask_cfg, keys)
 
-    def rows_of_rank(self, batch: list) -> list:
-        """This rank's share of a global batch: every W-th row from its rank on. The batch is
-        sorted by length, so contiguous halves gave the last rank the longest names and the others
-        waited for it at every step (rank 1's forward took 16.4 s against rank 0's 13.5 s over 60
-        steps of `domains-tiny`)."""
-        return batch[self.rank::self.world_size]
-
     def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
         if self.source.is_hub:
             yield from self._hub_batches(epoch, start, stride)

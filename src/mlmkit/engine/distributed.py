@@ -8,6 +8,7 @@ import os
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 
 @dataclass
@@ -167,8 +168,9 @@ def sync_sparse_grads(params: list[torch.nn.Parameter], dist_info: Dist) -> None
     flat_val = torch.cat([g.values().reshape(-1) for g in grads])
     all_idx = [flat_idx.new_zeros(n_idx) for _ in range(W)]
     all_val = [flat_val.new_zeros(n_val) for _ in range(W)]
-    dist.all_gather(all_idx, _padded(flat_idx, n_idx))
-    dist.all_gather(all_val, _padded(flat_val, n_val))
+    # all-gather needs one size on every rank: pad with zeros to the largest
+    dist.all_gather(all_idx, F.pad(flat_idx, (0, n_idx - flat_idx.numel())))
+    dist.all_gather(all_val, F.pad(flat_val, (0, n_val - flat_val.numel())))
     idx_parts: list[list] = [[] for _ in params]
     val_parts: list[list] = [[] for _ in params]
     for r in range(W):
@@ -189,7 +191,3 @@ def _coalesced(p: torch.nn.Parameter) -> torch.Tensor:
     return torch.sparse_coo_tensor(torch.zeros((1, 0), dtype=torch.long, device=p.device),
                                    p.new_zeros((0, *p.shape[1:])), p.shape, check_invariants=False)
 
-
-def _padded(x: torch.Tensor, n: int) -> torch.Tensor:
-    """`x` (1-D) padded with zeros to length `n` (all-gather needs one size on every rank)."""
-    return torch.cat([x, x.new_zeros(n - x.numel())]) if x.numel() < n else x

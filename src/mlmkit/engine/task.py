@@ -103,11 +103,19 @@ def standard_metrics(totals: dict[str, Any]) -> dict[str, float]:
 class TaskBase:
     """Defaults for the optional parts of a task."""
 
+    rank: int = 0
     world_size: int = 1  # ranks the task splits its batches over (the engine warns if it does not)
     # The submodule of `model` whose weights make the saved model (a wrapper such as token_mlm's
     # SparseMLM saves its inner transformers model): checkpoints store the weights under its
     # names, so a checkpoint folder loads with `from_pretrained`. "" for the model itself.
     saved_submodule: str = ""
+
+    def rows_of_rank(self, batch):
+        """This rank's share of a global batch (a list or array of rows): every W-th row from its
+        rank on. Batches are sorted by length (bucketing), so contiguous shares gave the last rank
+        the longest rows and the others waited for it at every step (character preset, 60 steps:
+        rank 1's forward 16.4 s against rank 0's 13.5 s)."""
+        return batch[self.rank::self.world_size]
 
     def param_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
         """Parameters to optimise apart (own LR multiplier / weight decay); [] for none."""

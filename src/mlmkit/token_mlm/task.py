@@ -81,7 +81,7 @@ class TokenMLMTask(TaskBase):
     def _plan(self, epoch: int) -> list[np.ndarray]:
         """The global batches (arrays of example indices, `batch_size * world_size` rows) of
         `epoch`: the same on every rank, and the same as one process with the global batch size.
-        Each rank trains on its slice of every batch (`rows_of_rank`), so every example is seen
+        Each rank trains on its share of every batch (`rows_of_rank`), so every example is seen
         once per epoch across ranks.
         """
         if epoch in self._plans:
@@ -132,12 +132,6 @@ class TokenMLMTask(TaskBase):
         masked = self.masker(ids, att, words, keys=keys)
         return {"input_ids": masked.input_ids, "attention_mask": att,
                 "positions": masked.positions, "targets": masked.targets}
-
-    def rows_of_rank(self, batch_rows: np.ndarray) -> np.ndarray:
-        """This rank's share of a global batch's rows: every W-th from its rank on. Batches are
-        sorted by length (bucketing), so contiguous shares would give the last rank the longest
-        rows and make the others wait for it at every step."""
-        return batch_rows[self.rank::self.world_size]
 
     def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
         plan = self._plan(epoch)
