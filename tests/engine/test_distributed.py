@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 from mlmkit.engine.config import OptimConfig, TrainConfig
+from mlmkit.errors import MlmkitError
 
 STEPS = 3
 PER_RANK_BATCH = 4
@@ -34,10 +35,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class _NanGradOnOneRank:
+    """The task, except that on rank `bad` the gradients are NaN while the loss stays finite: only
+    the reduced gradients can tell the other rank that the step must be skipped."""
+
+    def __init__(self, inner, bad: int):
+        self.inner, self.model, self.bad = inner, inner.model, bad
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def forward(self, model, batch):
+        from mlmkit.engine.task import LossOutput
+
+        out = self.inner.forward(model, batch)
+        if self.inner.rank != self.bad:
+            return out
+        return LossOutput(_NanGrad.apply(out.loss), out.n_targets, out.loss_sum, out.n_correct, out.n_tokens)
+
+
+class _NanGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return g * float("nan")
+
+
+def _initial_bert(vocab: int) -> torch.nn.Module:
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)  # the same initial model on every rank and in the reference
+    # No dropout: the ranks' dropout streams cannot reproduce one process's stream.
+    return BertForMaskedLM(BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                      intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                                      attention_probs_dropout_prob=0.0))
+
+
 def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, strategy: str = "auto",
-         resume: bool = False, rank: int = 0, world: int = 1, log=lambda s: None) -> dict:
+         resume: bool = False, rank: int = 0, world: int = 1, log=lambda s: None, nan_rank: int | None = None,
+         max_bad_steps: int = 10) -> dict:
     """Build the tiny task and train it (the same code for the reference and the workers)."""
-    from transformers import AutoTokenizer, BertConfig, BertForMaskedLM
+    from transformers import AutoTokenizer
 
     from mlmkit.token_mlm.data import group_texts
     from mlmkit.token_mlm.masking import TokenMasker
@@ -45,18 +86,16 @@ def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, s
     from mlmkit.engine.loop import train
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    torch.manual_seed(0)  # the same initial model on every rank and in the reference
-    # No dropout: the ranks' dropout streams cannot reproduce one process's stream.
-    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2,
-                                       num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-                                       hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
+    model = _initial_bert(len(tok))
     seqs = group_texts(texts[:160], tok, 32, progress=False)
     val = group_texts(texts[160:200], tok, 32, progress=False)
     task = TokenMLMTask(model, tok, seqs, val, TokenMasker.from_tokenizer(tok), batch_size=batch, seed=5,
                         rank=rank, world_size=world)
+    if nan_rank is not None:
+        task = _NanGradOnOneRank(task, nan_rank)
     cfg = TrainConfig(output_dir=str(out), max_steps=steps, grad_accum=2, log_every=1, eval_every=2,
                       eval_at_start=False, save_every=2, keep_checkpoints=3, progress=False, device="cpu",
-                      precision="fp32", strategy=strategy, show_samples=0)
+                      precision="fp32", strategy=strategy, show_samples=0, max_bad_steps=max_bad_steps)
     return train(task, cfg, OptimConfig(lr=2e-3, schedule="constant", warmup_ratio=0.0), resume=resume, log=log)
 
 
@@ -120,6 +159,11 @@ def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> 
         _run_char(Path(root) / "names.txt", Path(root) / "char-fsdp", batch=PER_RANK_BATCH, rank=rank, world=WORLD,
                   strategy="fsdp")
         _run_char_hub(Path(root), Path(root) / "char-hub", rank=rank, world=WORLD)
+        try:
+            _run(tok_dir, texts, Path(root) / "nan", batch=PER_RANK_BATCH, steps=STEPS, strategy="ddp", rank=rank,
+                 world=WORLD, nan_rank=1, max_bad_steps=2)
+        except MlmkitError as e:  # each rank writes how its run ended
+            (Path(root) / f"nan-rank{rank}.txt").write_text(str(e))
     finally:
         dist.destroy_process_group()
 
@@ -284,3 +328,16 @@ def test_ranks_stream_their_own_shards_and_the_checkpoint_keeps_each_ranks_posit
     shutil.copytree(runs / "char-hub", elastic)
     with pytest.raises(MlmkitError, match="split over 2 ranks.*resume it on 2 ranks"):
         _run_char_hub(runs, elastic, batch=8, resume=True)
+
+
+def test_nan_gradients_on_one_rank_make_every_rank_skip_the_step(runs):
+    """Rank 1's gradients are NaN, its loss finite. The gradient norm is checked without a vote,
+    on the reduced gradients, so rank 0 sees the NaN too: both ranks skip both steps and stop
+    together (neither waits in a collective for the other), and no NaN reaches the weights."""
+    for rank in range(WORLD):
+        assert "2 consecutive NaN/inf steps" in (runs / f"nan-rank{rank}.txt").read_text()
+    from transformers import AutoTokenizer
+
+    saved = _weights(runs / "nan", 0)  # the checkpoint written on stopping, at step 0
+    initial = _initial_bert(len(AutoTokenizer.from_pretrained(runs / "tok"))).state_dict()
+    assert saved and all(torch.equal(initial[k], v) for k, v in saved.items())

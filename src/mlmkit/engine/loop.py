@@ -397,7 +397,10 @@ class Trainer:
             return False
         norm = self._unscale_and_clip()
         # With fp16 the grad scaler skips steps with inf gradients itself (and lowers its scale).
-        if self.scaler is None and not self._finite(norm):
+        # The norm needs no vote: it is taken over gradients already reduced (DDP, the sparse
+        # exchange) or reduced by the norm itself (FSDP), so every rank holds the same number,
+        # and one rank's NaN is in everyone's sum.
+        if self.scaler is None and not math.isfinite(norm):
             self._skip_bad_step(f"gradient norm is {norm}")
             return False
         self.consecutive_bad = 0
@@ -446,6 +449,7 @@ class Trainer:
         result.tokens += int(out.n_tokens)
 
     def _finite(self, loss_sum: float) -> bool:
+        """The loss is per rank: all ranks vote, so that all skip the step or none does."""
         finite = math.isfinite(loss_sum)
         if self.dist.enabled:
             finite = all_reduce_sum([0.0 if finite else 1.0], self.device, self.dist)[0] == 0
