@@ -371,7 +371,21 @@ def evaluate_set(title: str, names: list[str], bundle, kn, seed: int, label: str
     shown = [f"`{n[:s]}[{L}]{n[s + L:]}` ({n}): {(m or ['-'])[0]} / {(k or ['-'])[0]}"
              for (n, s, L), m, k in list(zip(items, m_fills, k_fills))[::step][:6]]
     print("\nexamples, pattern (gold): model top-1 / n-gram top-1: " + "; ".join(shown))
+    print_agreement(items, m_fills, k_fills)
     return [items, m_fills, k_fills]
+
+
+def print_agreement(items, m_fills, k_fills) -> None:
+    """How often each system's top-1 is right where the other's is not. "Either" is what an
+    oracle choosing, name by name, whichever system is right would score: the most any
+    re-ranking between the two could reach, so a measure of what the model adds to counting."""
+    m_ok = [bool(f) and f[0] == name for (name, _, _), f in zip(items, m_fills)]
+    k_ok = [bool(f) and f[0] == name for (name, _, _), f in zip(items, k_fills)]
+    n = len(items)
+    both = sum(a and b for a, b in zip(m_ok, k_ok))
+    only_m, only_k = sum(a and not b for a, b in zip(m_ok, k_ok)), sum(b and not a for a, b in zip(m_ok, k_ok))
+    print(f"\ntop-1 agreement: both right {pm(both, n)}, only the model {pm(only_m, n)}, only the n-gram "
+          f"{pm(only_k, n)}, either (an oracle picking the right one) {pm(both + only_m + only_k, n)}")
 
 
 def main(argv: list[str] | None = None) -> None:
