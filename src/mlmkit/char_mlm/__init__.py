@@ -36,7 +36,7 @@ class CharFamily(Family):
     def build_task(self, cfg, *, log, progress, resume):
         from .task import build_char_task
 
-        return build_char_task(cfg, log=log)
+        return build_char_task(cfg, log=log, progress=progress)
 
     def prepare(self, cfg, *, log, progress):
         return "nothing to prepare: character data is streamed from its files (read in chunks) as it trains"

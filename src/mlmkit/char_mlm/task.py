@@ -54,6 +54,7 @@ from ..engine.draws import EVAL_KEY, example_keys
 from ..data.hub import StreamCursor
 from ..engine.task import DATA_STATE, Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
 from ..errors import ConfigError, DataError, MlmkitError
+from ..report.progress import progress_bar
 from ..util import mix_seed
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
 from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
@@ -192,7 +193,7 @@ class CharMLMTask(SpanTask):
                  masking: CharMaskingConfig | None = None, *, batch_size: int = 128, seed: int = 0,
                  eval_batch_size: Optional[int] = None, alphabet: Optional[Alphabet] = None,
                  model_instance: Optional[CharMLMModel] = None, build_model: bool = True,
-                 rank: int = 0, world_size: int = 1):
+                 rank: int = 0, world_size: int = 1, progress: bool = False):
         data, model, masking = data or CharDataConfig(), model or CharModelConfig(), masking or CharMaskingConfig()
         super().__init__(model_instance, alphabet, data, model, masking, eval_domains=[],
                          eval_batch_size=eval_batch_size or batch_size, seed=seed)
@@ -217,19 +218,24 @@ class CharMLMTask(SpanTask):
         if model_instance is None and build_model:
             self.model = CharMLMModel(self.model_cfg, len(self.alphabet), d.max_length + 2, self.mask_cfg.max_span)
             if self.model_cfg.head_ngram_counts:
-                self._count_names(self.model.head)
+                self._count_names(self.model.head, progress and rank == 0)
         self._window_cache: dict = {}
 
-    def _count_names(self, head) -> None:
+    def _count_names(self, head, progress: bool = False) -> None:
         """Fill the head's count memory with every training name, once (each rank counts its
         share of the chunks; the tables are summed). A resumed run then loads its saved counts."""
         if self.source.is_hub:
             raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
                               "cannot be counted before training)")
-        for ch in self.chunks[self.rank::self.world_size]:
-            rows, _ = self._chunk_rows(ch)
-            for i in range(0, len(rows), 4096):
-                head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
+        mine = self.chunks[self.rank::self.world_size]
+        # (a minute per million names on one core: long enough to show how far it is)
+        with progress_bar(desc="counting names", unit="chunk", total=len(mine), disable=not progress,
+                          leave=False) as bar:
+            for ch in mine:
+                rows, _ = self._chunk_rows(ch)
+                for i in range(0, len(rows), 4096):
+                    head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
+                bar.update(1)
         counts = head.counts
         if counts.tally is None:  # a rank without chunks still joins the sum
             counts.add(torch.zeros((0, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long))
@@ -550,7 +556,7 @@ def _next_wanted(nxt: int, end: int, stride: int) -> int:
     return nxt if nxt >= end else nxt + -(-(end - nxt) // stride) * stride
 
 
-def build_char_task(cfg, *, log=None) -> CharMLMTask:
+def build_char_task(cfg, *, log=None, progress: bool = False) -> CharMLMTask:
     """The task of a run config (`task: char`; sections data, model, masking; train.batch_size
     and train.seed)."""
     # Seed the model's initialisation (torch seeds its generator randomly at start-up): a run is
@@ -558,7 +564,7 @@ def build_char_task(cfg, *, log=None) -> CharMLMTask:
     torch.manual_seed(cfg.train.seed)
     dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)  # no-op for one process
     task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
-                       rank=dist_info.rank, world_size=dist_info.world_size)
+                       rank=dist_info.rank, world_size=dist_info.world_size, progress=progress)
     if log is not None:
         d = task.describe()
         inv = ", ".join(f"{k} {v}" for k, v in d["invalid_rows"].items()) or "none"
