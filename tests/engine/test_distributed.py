@@ -24,6 +24,8 @@ from safetensors.torch import load_file
 from mlmkit.engine.config import OptimConfig, TrainConfig
 from mlmkit.errors import MlmkitError
 
+from .test_loop import _NanGrad
+
 STEPS = 3
 PER_RANK_BATCH = 4
 WORLD = 2
@@ -52,16 +54,6 @@ class _NanGradOnOneRank:
         if self.inner.rank != self.bad:
             return out
         return LossOutput(_NanGrad.apply(out.loss), out.n_targets, out.loss_sum, out.n_correct, out.n_tokens)
-
-
-class _NanGrad(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return x.clone()
-
-    @staticmethod
-    def backward(ctx, g):
-        return g * float("nan")
 
 
 def _initial_bert(vocab: int) -> torch.nn.Module:
