@@ -24,7 +24,7 @@ from safetensors.torch import load_file
 from mlmkit.engine.config import OptimConfig, TrainConfig
 from mlmkit.errors import MlmkitError
 
-from .test_loop import _NanGrad
+from .test_loop import _NanGradTask
 
 STEPS = 3
 PER_RANK_BATCH = 4
@@ -37,23 +37,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-class _NanGradOnOneRank:
+class _NanGradOnOneRank(_NanGradTask):
     """The task, except that on rank `bad` the gradients are NaN while the loss stays finite: only
     the reduced gradients can tell the other rank that the step must be skipped."""
 
     def __init__(self, inner, bad: int):
-        self.inner, self.model, self.bad = inner, inner.model, bad
-
-    def __getattr__(self, name):
-        return getattr(self.inner, name)
+        super().__init__(inner)
+        self.bad = bad
 
     def forward(self, model, batch):
-        from mlmkit.engine.task import LossOutput
-
-        out = self.inner.forward(model, batch)
         if self.inner.rank != self.bad:
-            return out
-        return LossOutput(_NanGrad.apply(out.loss), out.n_targets, out.loss_sum, out.n_correct, out.n_tokens)
+            return self.inner.forward(model, batch)
+        return super().forward(model, batch)
 
 
 def _initial_bert(vocab: int) -> torch.nn.Module:
