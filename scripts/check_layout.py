@@ -8,7 +8,7 @@ each other, and no function is longer than 80 lines.
 Layers, lowest first (a module may import its own layer and the ones below):
 
     0  errors, util
-    1  config, runs, family, report/*
+    1  config, runs, folders, family, report/*
     2  data/*
     3  engine/*
     4  token_mlm/*, char_mlm/*          (siblings: neither imports the other)
@@ -27,7 +27,7 @@ from pathlib import Path
 PACKAGE = "mlmkit"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "util"),
-    ("config", "runs", "family", "report"),
+    ("config", "runs", "folders", "family", "report"),
     ("data",),
     ("engine",),
     ("token_mlm", "char_mlm"),

@@ -166,10 +166,17 @@ def test_export_errors_are_clear(run_dir, tmp_path):
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "keep.txt").write_text("x")
-    with pytest.raises(MlmkitError, match="--overwrite"):
-        export(run_dir, busy, log=lambda s: None)
-    export(run_dir, busy, overwrite=True, log=lambda s: None)
-    assert not (busy / "keep.txt").exists() and (busy / "config.json").is_file()
+    for overwrite in (False, True):  # files mlmkit did not write are never cleared
+        with pytest.raises(MlmkitError, match="files mlmkit did not write"):
+            export(run_dir, busy, overwrite=overwrite, log=lambda s: None)
+    assert (busy / "keep.txt").read_text() == "x"
+    done = tmp_path / "done"
+    export(run_dir, done, log=lambda s: None)
+    with pytest.raises(MlmkitError, match="holds an exported model .* --overwrite"):
+        export(run_dir, done, log=lambda s: None)
+    (done / "stale.txt").write_text("from the earlier export")
+    export(run_dir, done, overwrite=True, log=lambda s: None)  # an earlier export is replaced
+    assert not (done / "stale.txt").exists() and (done / "config.json").is_file()
 
 
 def test_character_model_export_uses_mlmkits_loader(tmp_path):

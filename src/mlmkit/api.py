@@ -48,11 +48,18 @@ def run_training(preset, config, sets, flags: dict, *, resume: Resume, overwrite
         cfg = _resume_config(cfg, preset, config, sets, flags)
     rank0 = int(os.environ.get("RANK", 0)) == 0
     say = log if rank0 else (lambda s: None)
-    if rank0:
-        _claim_run_folder(Path(cfg.train.output_dir), resume=bool(resume), overwrite=overwrite)
-        save_config(cfg, Path(cfg.train.output_dir) / "config.yaml")
-    task = build_task(cfg, log=say, progress=cfg.train.progress and rank0, resume=bool(resume))
-    summary = train_task(task, cfg.train, cfg.optim, resume=resume, log=say)
+    run = Path(cfg.train.output_dir)
+    run_lock = None
+    if rank0:  # (before any work: a wrong folder costs nothing)
+        run_lock = _claim_run_folder(run, resume=resume, overwrite=overwrite, task=cfg.task, log=say)
+    try:
+        if rank0:
+            save_config(cfg, run / "config.yaml")
+        task = build_task(cfg, log=say, progress=cfg.train.progress and rank0, resume=resume)
+        summary = train_task(task, cfg.train, cfg.optim, resume=resume, log=say)
+    finally:
+        if run_lock is not None:
+            run_lock.release()
     return summary if rank0 else None
 
 
@@ -111,20 +118,26 @@ def _get(d: dict, dotted: str):
     return d
 
 
-def _claim_run_folder(run: Path, *, resume: bool, overwrite: bool) -> None:
+def _claim_run_folder(run: Path, *, resume: Resume, overwrite: bool, task: str, log):
     """A new run starts in a new or empty folder (or one `--overwrite` clears), never on top of
-    another run's metrics, checkpoints and tokenizer."""
-    from .runs import clear_run, run_in_use
+    another run's metrics, checkpoints and tokenizer, nor in another kind of output; a resumed
+    one needs a checkpoint that verifies. One process at a time: the folder is locked until the
+    run ends (`folders.claim`)."""
+    from .engine.checkpoint import check_resumable
+    from .folders import claim
 
-    used = run_in_use(run)
-    if used and overwrite:
-        clear_run(run)
-    elif used and not resume:
-        raise MlmkitError(f"{run} already holds a run ({', '.join(used)}): continue it with --resume, or start it "
-                          "again with --overwrite")
-    run.mkdir(parents=True, exist_ok=True)
-
-
+    if resume and overwrite:
+        raise MlmkitError("--overwrite starts the run again and --resume continues it: give one of them")
+    if resume and not run.exists():  # -o may be mistyped: say so before a folder is made
+        check_resumable(run, resume)
+    run_lock = claim(run, "train", resume=bool(resume), overwrite=overwrite, task=task, log=log)
+    try:  # (under the lock: a live run is named as such, not as a run with nothing to resume)
+        if resume:
+            check_resumable(run, resume)
+    except BaseException:
+        run_lock.release()
+        raise
+    return run_lock
 
 
 def train(task=None, train_cfg=None, optim_cfg=None, **kwargs):

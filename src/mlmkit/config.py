@@ -91,6 +91,9 @@ class ModelSection:
     size: str = "tiny"  # named size of a new model
     init_from: Optional[str] = None  # hub name or local folder to continue pre-training from
     overrides: dict[str, Any] = field(default_factory=dict)  # extra config kwargs of a new model
+    # init_from must fill the whole encoder; true: train from whatever tensors did load (the
+    # rest random), e.g. a checkpoint of a related architecture
+    allow_partial_init: bool = False
 
     def __post_init__(self):
         check_choices(self, "model")

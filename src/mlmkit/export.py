@@ -20,7 +20,8 @@ from pathlib import Path
 
 from .engine.checkpoint import list_checkpoints, verify
 from .errors import MlmkitError
-from .families import family_of_model
+from .families import open_model_dir
+from .folders import claim
 from .report.cards import TRAINING_CONFIG
 from .runs import CHECKPOINTS_DIR, CONFIG_FILE, MASKED_LM_SUBDIR, run_and_model_dirs, run_facts
 from .util import one_line
@@ -34,20 +35,23 @@ def export(run_or_model: str | Path, out: str | Path, *, encoder_only: bool = Fa
     run_dir, model_dir = run_and_model_dirs(run_or_model, MODEL_MARKERS)
     if step is not None:
         model_dir = _checkpoint(run_dir, step)
-    elif model_dir.parent.name == CHECKPOINTS_DIR:  # a checkpoint folder given directly
+    _, fam = open_model_dir(model_dir)  # a checkpoint is verified against its manifest
+    if step is None and model_dir.parent.name == CHECKPOINTS_DIR:  # a checkpoint folder given directly
         step = json.loads((model_dir / "trainer_state.json").read_text()).get("step")
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise MlmkitError(f"{out} exists and is not empty (use --overwrite to replace it)")
-        shutil.rmtree(out)
-    facts = run_facts(run_dir, step)
-    facts["license"] = license
-    family_of_model(model_dir).export(model_dir, out, facts, encoder_only=encoder_only, log=log)
-    if run_dir is not None and (run_dir / CONFIG_FILE).is_file():
-        for folder in (out, out / MASKED_LM_SUBDIR):
-            if (folder / "README.md").is_file():
-                shutil.copyfile(run_dir / CONFIG_FILE, folder / TRAINING_CONFIG)
+    run_lock = claim(out, "export", overwrite=overwrite, source=run_dir or model_dir, log=log)
+    try:
+        facts = run_facts(run_dir, step)
+        facts["license"] = license
+        fam.export(model_dir, out, facts, encoder_only=encoder_only, log=log)
+        if run_dir is not None and (run_dir / CONFIG_FILE).is_file():
+            for folder in (out, out / MASKED_LM_SUBDIR):
+                if (folder / "README.md").is_file():
+                    shutil.copyfile(run_dir / CONFIG_FILE, folder / TRAINING_CONFIG)
+    finally:
+        # An export is a folder to share (and push): no lock file left in it; its README and
+        # training_config.yaml say what it is (`folders.holding`).
+        run_lock.release(remove=True)
     return out
 
 

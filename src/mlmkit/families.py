@@ -9,8 +9,10 @@ from typing import Any
 
 from .char_mlm import FAMILY as CHAR
 from .config import from_dict, merge_sources, shown
-from .errors import ConfigError
+from .errors import ConfigError, MlmkitError
 from .family import Family
+from .folders import MODEL_MARKERS
+from .runs import CHECKPOINTS_DIR, resolve_model_dir
 from .token_mlm import FAMILY as TOKEN
 
 # Asked in this order for a model folder: the token family takes anything the others do not claim.
@@ -32,6 +34,24 @@ def family_of_model(path: str | Path) -> Family:
     return FAMILIES[DEFAULT]
 
 
+def open_model_dir(path: str | Path) -> tuple[str, Family]:
+    """The model folder that `path` names, checked, and its family: a run folder's `model/`, a
+    model folder, a checkpoint folder (verified against its manifest), or a hub name. A run
+    folder without `model/` (a killed run) is one line pointing at its checkpoints."""
+    from .engine.checkpoint import check_model_folder, latest_valid
+
+    p = Path(path)
+    resolved = resolve_model_dir(path)
+    if p.is_dir() and resolved == str(path) and (p / CHECKPOINTS_DIR).is_dir() \
+            and not any((p / m).is_file() for m in MODEL_MARKERS):
+        newest = latest_valid(p / CHECKPOINTS_DIR, log=lambda s: None)
+        hint = f"use a checkpoint folder such as {newest}, or " if newest else ""
+        raise MlmkitError(f"{p} is a run folder without a final model/ (killed, or still training?): {hint}"
+                          "continue it with mlmkit train --resume")
+    check_model_folder(Path(resolved))
+    return resolved, family_of_model(resolved)
+
+
 def build_config(raw: dict[str, Any]):
     """Validate a merged raw mapping into the run config of its family (`task` key)."""
     raw = dict(raw)
@@ -48,5 +68,10 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
 
 
 def build_task(cfg, *, log=print, progress: bool = True, resume: bool = False):
-    """The engine `Task` of a run config, built by its family."""
+    """The engine `Task` of a run config, built by its family (a checkpoint folder given as
+    `model.init_from` verified first)."""
+    from .engine.checkpoint import check_model_folder
+
+    if cfg.model.init_from:
+        check_model_folder(Path(cfg.model.init_from))
     return family(cfg.task).build_task(cfg, log=log, progress=progress, resume=resume)

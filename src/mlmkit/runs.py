@@ -105,13 +105,24 @@ RESUMABLE = {
               "wandb_project", "wandb_mode", "show_samples", "output_dir", "device", "precision", "compile",
               "strategy", "batch_size", "data_workers", "dist_timeout_minutes", "restore_best", "best_metric"},
     "data": {"cache_dir", "prepare_workers"},
+    # filled in by the run; a resumed run checks its checkpoint's tokenizer against a given one
+    "tokenizer": {"fingerprint"},
 }
 
 
 def run_in_use(run_dir: Path) -> list[str]:
     """The artefacts of an earlier run in `run_dir` ([] for a new or empty folder)."""
-    # (a config.yaml or a tokenizer alone is not a run: `mlmkit prepare` may have left them)
-    return [name for name in RUN_ARTEFACTS if name not in (CONFIG_FILE, "tokenizer") and (Path(run_dir) / name).exists()]
+    # (a config.yaml or a tokenizer alone is not a run: `mlmkit prepare` may have left them; nor
+    # is an empty checkpoints/ folder, or a file of that name)
+    found = []
+    for name in RUN_ARTEFACTS:
+        p = Path(run_dir) / name
+        if name in (CONFIG_FILE, "tokenizer") or not p.exists():
+            continue
+        if name == CHECKPOINTS_DIR and not (p.is_dir() and any(p.iterdir())):
+            continue
+        found.append(name)
+    return found
 
 
 def clear_run(run_dir: Path) -> None:

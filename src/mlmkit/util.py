@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 
+from .errors import MlmkitError
+
 _GOLDEN = 0x9E3779B97F4A7C15
 _MASK64 = 0xFFFFFFFFFFFFFFFF
 
@@ -43,3 +45,19 @@ def one_line(e: BaseException) -> str:
         if part.strip():
             return part.strip()
     return type(e).__name__
+
+
+def check_loaded(name: str, missing: list[str], total: int, encoder_prefix: str, *, allow_partial: bool,
+                 key: str = "model.allow_partial_init") -> list[str]:
+    """After loading checkpoint `name` into a model of `total` tensors with `missing` of them
+    not found (transformers' loading info, which transformers itself only warns about): stop
+    with one line when tensors of the encoder (names under `encoder_prefix`; "" means every
+    tensor is the encoder's) are missing, unless `allow_partial`. Returns the missing tensors
+    outside the encoder (a head created fresh), for the caller to say so."""
+    inside = [k for k in missing if not encoder_prefix or k.startswith(encoder_prefix)]
+    if inside and not allow_partial:
+        loaded = total - len(missing)
+        raise MlmkitError(f"{name}: {len(inside)} of the encoder's tensors are not in the checkpoint (e.g. {inside[0]}); "
+                       f"{loaded} of {total} tensors loaded, so training would start from random weights -- is it "
+                       f"a checkpoint of another architecture? (--set {key}=true trains from what did load)")
+    return [k for k in missing if k not in inside]

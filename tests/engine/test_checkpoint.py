@@ -90,8 +90,14 @@ def test_no_usable_checkpoint_is_an_error_that_deletes_nothing(run, tiny_tokeniz
         _run(run, tiny_tokenizer, english_texts, resume=True)
     assert (run / "metrics.jsonl").read_text() == metrics
     assert {p.name: p.stat().st_size for p in run.iterdir()} == before
-    with pytest.raises(MlmkitError, match="it holds no checkpoint"):
+    # "auto" (a job scheduler's requeue) too: checkpoints that all fail are not "nothing to resume"
+    with pytest.raises(MlmkitError, match="none of its 3 checkpoint.s. verifies and loads; nothing was resumed"):
+        _run(run, tiny_tokenizer, english_texts, resume="auto")
+    assert (run / "metrics.jsonl").read_text() == metrics
+    assert {p.name: p.stat().st_size for p in run.iterdir()} == before
+    with pytest.raises(MlmkitError, match="no such run folder"):
         _run(run.parent / "typo", tiny_tokenizer, english_texts, resume=True)
+    assert not (run.parent / "typo").exists()
     logs = []
     _run(run.parent / "fresh", tiny_tokenizer, english_texts, resume="auto", steps=2, logs=logs)
     assert any("starting a new run" in l for l in logs)

@@ -124,8 +124,8 @@ def chain(tmp_path_factory, english_texts, _one_thread):
         app(_args(data, run) + ["--resume"], standalone_mode=False)
     facts["c_err"] = err.getvalue()
 
-    # The reference: the same command, uninterrupted, in this process. Tokenizer training is not
-    # bit-reproducible, so it uses the tokenizer run A trained (which B and C reloaded).
+    # The reference: the same command, uninterrupted, in this process, on the tokenizer run A
+    # trained (which B and C reloaded from its checkpoints).
     ref = root / "ref"
     app(_args(data, ref) + ["--set", f"tokenizer.name_or_path={run / 'tokenizer'}"], standalone_mode=False)
     facts["ref"] = ref

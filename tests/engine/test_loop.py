@@ -189,6 +189,30 @@ def test_non_finite_weights_are_never_saved(tmp_path, tiny_tokenizer, english_te
     assert [c.name for c in ckpt_io.list_checkpoints(tmp_path / "checkpoints")] == ["step-00000002"]
 
 
+def test_the_best_checkpoint_goes_through_the_finiteness_check(tmp_path, tiny_tokenizer, english_texts, tiny_bert,
+                                                                monkeypatch):
+    """A NaN in a weight evaluation never reads (the second token-type row: every input is type
+    0) leaves the evaluation finite and improving, so the best save is what must refuse it."""
+    task = _task(tiny_tokenizer, english_texts, tiny_bert)
+    real_step = torch.optim.AdamW.step
+    unused_row = tiny_bert.bert.embeddings.token_type_embeddings.weight
+
+    def poisoned(self, *a, **k):
+        out = real_step(self, *a, **k)
+        if self.state and max(s["step"] for s in self.state.values()) >= 2:
+            unused_row.data[1].fill_(float("nan"))
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", poisoned)
+    cfg = _cfg(tmp_path, eval_every=1, save_every=0, restore_best=True, eval_at_start=False)
+    with pytest.raises(MlmkitError, match="weights at step 2 are not finite: not saved .as checkpoints/best"):
+        train(task, cfg, OptimConfig(), log=lambda s: None)
+    from safetensors.torch import load_file
+
+    best = load_file(str(tmp_path / "checkpoints" / "best" / "model.safetensors"))  # step 1's, finite
+    assert all(bool(torch.isfinite(t).all()) for t in best.values())
+
+
 def test_non_finite_numbers_are_refused_by_the_config():
     from mlmkit.errors import ConfigError
     from mlmkit.families import build_config

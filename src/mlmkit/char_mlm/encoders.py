@@ -202,8 +202,11 @@ class CanineCharEncoder(nn.Module):
         super().__init__()
         from transformers import CanineConfig, CanineModel
 
+        # `pretrained`'s tensors that were not in the checkpoint (transformers only warns)
+        self.missing: Optional[list[str]] = None
         if pretrained:
-            self.canine = CanineModel.from_pretrained(pretrained, **config_overrides)
+            self.canine, info = CanineModel.from_pretrained(pretrained, output_loading_info=True, **config_overrides)
+            self.missing = list(info.get("missing_keys") or [])
         else:
             if config is None:
                 config = CanineConfig(**config_overrides)

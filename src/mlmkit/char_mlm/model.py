@@ -14,7 +14,7 @@ import torch.nn as nn
 
 from ..config import from_dict
 from ..errors import ConfigError, MlmkitError
-from ..util import one_line
+from ..util import check_loaded, one_line
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig, upgrade_legacy
 from .data import Alphabet
 from ..config import MODEL_SIZES
@@ -38,7 +38,7 @@ class CharMLMModel(nn.Module):
             if encoder_config is not None:  # reload: never download
                 self.encoder = CanineCharEncoder(config=encoder_config)
             elif cfg.init_from:
-                self.encoder = _pretrained_canine(cfg.init_from)
+                self.encoder = _pretrained_canine(cfg.init_from, cfg.allow_partial_init)
             else:
                 self.encoder = CanineCharEncoder(config=tiny_canine_config(**cfg.overrides))
         else:
@@ -96,9 +96,14 @@ class CharMLMModel(nn.Module):
         return logits
 
 
-def _pretrained_canine(name: str) -> CanineCharEncoder:
+def _pretrained_canine(name: str, allow_partial: bool = False) -> CanineCharEncoder:
+    """The CANINE encoder of checkpoint `name`; it must load whole (`check_loaded`)."""
     try:
-        return CanineCharEncoder(pretrained=name)
+        encoder = CanineCharEncoder(pretrained=name)
+        total = len(encoder.canine.state_dict())
+        check_loaded(name, encoder.missing, total, "", allow_partial=allow_partial)
+        encoder.loaded = (total - len(encoder.missing), total)
+        return encoder
     except OSError as e:
         raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {name!r} ({one_line(e)})") from None
 

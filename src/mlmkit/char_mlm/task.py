@@ -571,6 +571,10 @@ def build_char_task(cfg, *, log=None, progress: bool = False) -> CharMLMTask:
         log(f"char task: {d['scan']['train']:,} training names scanned, {d['eval_names']:,} held-out names, "
             f"alphabet {d['alphabet_size']} ({d['alphabet']}), {d.get('parameters', 0):,} parameters, "
             f"{d['batches_per_epoch'] or 'unknown'} batches/epoch; invalid rows skipped: {inv}")
+        loaded = getattr(getattr(getattr(task, "model", None), "encoder", None), "loaded", None)
+        if loaded is not None:
+            log(f"continuing pre-training from {cfg.model.init_from}: {loaded[0]} of {loaded[1]} encoder tensors "
+                "loaded; the span head is new")
         if "hub_shards" in d:
             how = "each rank reads its own shards" if d["hub_split_by_rank"] else "every rank reads it whole"
             log(f"hub stream: {d['hub_shards']} shard(s); {how} (hub_split_by_rank: {d['hub_split_by_rank']})")

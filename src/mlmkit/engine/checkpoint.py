@@ -18,9 +18,11 @@ resume with the same strategy. Resuming reads the files on every rank (a shared 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -182,10 +184,9 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
         os.replace(tmp, final)
         _fsync_dir(root)
     except Exception as e:  # disk full, file-size limit, read-only or vanished folder...
-        # (OSError from Python's writers; safetensors' Rust writer raises its own SafetensorError)
         if "tmp" in locals() and tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-        reason = " ".join(str(getattr(e, "strerror", None) or e).split()) or type(e).__name__  # one line
+        reason = write_failure(e, root)
         earlier = list_checkpoints(root)
         kept = f"the previous checkpoint ({earlier[-1].name}) is intact" if earlier else "there is no earlier checkpoint"
         return f"could not write checkpoint step {step} to {root}: {reason}; {kept}"
@@ -197,6 +198,46 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
         later = [c for c in list_checkpoints(root) if c.name > final.name]
         for old in earlier[: max(len(earlier) - (keep - 1), 0)] + later:
             shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+def write_failure(e: BaseException, folder: Path) -> str:
+    """Why a write into `folder` failed, in one line. Python's writers raise OSError with an errno;
+    safetensors' Rust writer says "(os error N)"; torch.save's C++ writer loses the errno and
+    says only "unexpected pos" -- so then the file-size limit and the free space are looked at."""
+    code = getattr(e, "errno", None)
+    match = re.search(r"\(os error (\d+)\)", str(e))
+    if code is None and match:
+        code = int(match.group(1))
+    if code is not None:
+        return os.strerror(code) + (" (the file-size limit, ulimit -f)" if code == errno.EFBIG else "")
+    if "unexpected pos" in str(e):
+        limit = _file_size_limit()
+        if limit is not None:
+            return f"File too large or no space left on device (the file-size limit, ulimit -f, is {limit:,} bytes)"
+        free = _free_bytes(folder)
+        if free is not None and free < 256 << 20:
+            return f"No space left on device ({free / 2**20:.0f} MB free)"
+        return "the write was cut short (is the disk full?)"
+    return " ".join(str(e).split()) or type(e).__name__  # one line
+
+
+def _file_size_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return None
+    soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _free_bytes(folder: Path) -> int | None:
+    for p in (Path(folder), *Path(folder).parents):
+        if p.exists():
+            try:
+                return shutil.disk_usage(p).free
+            except OSError:
+                return None
     return None
 
 
@@ -255,6 +296,48 @@ def iter_valid(root: Path, log=print):
 
 def latest_valid(root: Path, log=print) -> Path | None:
     return next(iter_valid(root, log), None)
+
+
+def check_resumable(run: Path, resume) -> None:
+    """Before any work, that there is something to resume: `resume` True needs a checkpoint in
+    `run/checkpoints` that verifies; a path, that checkpoint; "auto", one that verifies when
+    there are any (none at all: a new run starts). Otherwise one line, and nothing is touched."""
+    run = Path(run)
+    if isinstance(resume, (str, Path)) and resume != "auto":
+        ckpt = Path(resume)
+        problem = verify(ckpt) if ckpt.is_dir() else "no such checkpoint folder"
+        if problem:
+            raise MlmkitError(f"cannot resume from {ckpt}: {problem}")
+        return
+    flag = "--auto-resume" if resume == "auto" else "--resume"
+    root = run / "checkpoints"
+    existing = list_checkpoints(root)
+    if not existing and resume == "auto":
+        return
+    if not run.is_dir():
+        raise MlmkitError(f"cannot resume {run}: there is no such run folder; nothing was written (check -o, or "
+                          f"start a new run without {flag})")
+    if any(verify(c) is None for c in reversed(existing)):
+        return
+    raise MlmkitError(nothing_to_resume(root, len(existing), flag))
+
+
+def nothing_to_resume(root: Path, n_existing: int, flag: str = "--resume") -> str:
+    why = (f"none of its {n_existing} checkpoint(s) verifies and loads" if n_existing else "it holds no checkpoint")
+    return (f"cannot resume from {root}: {why}; nothing was resumed and nothing deleted (check -o, or start a "
+            f"new run without {flag})")
+
+
+def check_model_folder(path: Path) -> None:
+    """A checkpoint folder given as a model folder (eval, predict, export, --init-from) is verified
+    against its manifest first: a damaged one would load and give NaN or nonsense."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    if (path / MANIFEST).is_file() or (path / "trainer_state.json").is_file() or path.parent.name == "checkpoints":
+        problem = verify(path)
+        if problem:
+            raise MlmkitError(f"checkpoint {path} is damaged: {problem} (use another checkpoint of the run)")
 
 
 def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, submodule: str = "") -> None:

@@ -31,7 +31,8 @@ import torch
 
 from ..errors import MlmkitError
 from ..util import one_line
-from ..report.loggers import build_loggers
+from ..folders import claim, held
+from ..report.loggers import SAMPLES_FILE, build_loggers
 from ..report.progress import budgeted_total, progress_bar, write as progress_write
 from ..runs import METRICS_FILE, MODEL_DIR, SUMMARY_FILE
 from . import checkpoint as ckpt_io
@@ -142,6 +143,7 @@ class Trainer:
         self.interrupted: str | None = None  # the signal that stopped the run (on any rank)
         self.last_eval: dict = {}
         self._sample_error = False
+        self.run_lock = None  # the run folder's lock, when this trainer took it
 
     # ------------------------------------------------------------------------ set-up
     def setup(self) -> None:
@@ -156,8 +158,12 @@ class Trainer:
         self.out_dir = Path(cfg.output_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
         self.main = self.dist.is_main
-        if self.main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+        # The Python API's own path (a task built by hand, then `train`) obeys the run-folder rules
+        # of `mlmkit train`; a command that claimed the folder already (train, finetune) holds it.
+        if self.main and not held(self.out_dir):
+            if self.resume and not self.out_dir.exists():  # a mistyped folder: say so, create nothing
+                ckpt_io.check_resumable(self.out_dir, self.resume)
+            self.run_lock = claim(self.out_dir, "train", resume=bool(self.resume), log=self.log)
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = self._place_model()
         self.submodule = getattr(self.task, "saved_submodule", "")  # optional in the Task contract
@@ -228,7 +234,8 @@ class Trainer:
         self.log(f"resumed from {Path(found).name} (step {state.step}, epoch {state.epoch}, "
                  f"batch {state.batch_in_epoch})")
         if self.main:
-            truncate_metrics(self.out_dir / METRICS_FILE, state.step)
+            for name in (METRICS_FILE, SAMPLES_FILE):  # the steps after the checkpoint are done again
+                truncate_metrics(self.out_dir / name, state.step)
         return state
 
     def _restore_data_state(self):
@@ -252,15 +259,17 @@ class Trainer:
         return ckpt_io.iter_valid(self.ckpt_dir, log=self.log)
 
     def _nothing_to_resume(self) -> TrainState:
+        """No checkpoint verified and loaded: an error that deletes nothing -- for "auto" too when
+        there were checkpoints (a scheduler's requeue must not throw a run away). Only "auto" in
+        a folder without any checkpoint starts a new run."""
         existing = ckpt_io.list_checkpoints(self.ckpt_dir)
-        if self.resume != "auto":
-            why = (f"none of its {len(existing)} checkpoint(s) verifies and loads" if existing
-                   else "it holds no checkpoint")
-            raise MlmkitError(f"cannot resume from {self.ckpt_dir}: {why}; nothing was resumed and nothing "
-                              "deleted (check -o, or start a new run without --resume)")
+        if self.resume != "auto" or existing:
+            flag = "--auto-resume" if self.resume == "auto" else "--resume"
+            raise MlmkitError(ckpt_io.nothing_to_resume(self.ckpt_dir, len(existing), flag))
         self.log(f"no checkpoint in {self.ckpt_dir}: starting a new run")
         if self.main:
-            truncate_metrics(self.out_dir / METRICS_FILE, 0)
+            for name in (METRICS_FILE, SAMPLES_FILE):
+                truncate_metrics(self.out_dir / name, 0)
         return TrainState()
 
     def _global_batch(self) -> int:
@@ -322,6 +331,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------ the loop
     def run(self) -> dict[str, Any]:
+        try:
+            return self._run()
+        finally:
+            if self.run_lock is not None:
+                self.run_lock.release()
+
+    def _run(self) -> dict[str, Any]:
         self.setup()
         self.stream = batches_forever(self.task, self.state, self.cfg.data_workers,
                                       pin_memory=self.device.type == "cuda")
@@ -330,11 +346,13 @@ class Trainer:
         self.consecutive_bad = 0
         self.bar = progress_bar(total=self.total_steps, initial=self.state.step, unit="step", desc="training",
                                 disable=not (self.cfg.progress and self.main))
-        if self.state.step == 0 and self.cfg.eval_at_start:
-            self._evaluate_start()
-        self.t_start = time.perf_counter()
-        self.first_step = self.state.step
+        # From the first evaluation to the last write: a SIGTERM/SIGINT in an evaluation or while the
+        # run finishes is noted, not fatal (the loop saves and stops; finishing completes the run).
         with GracefulExit() as graceful:
+            if self.state.step == 0 and self.cfg.eval_at_start:
+                self._evaluate_start()
+            self.t_start = time.perf_counter()
+            self.first_step = self.state.step
             try:
                 while not self._out_of_budget():
                     if not self._train_step():
@@ -350,7 +368,7 @@ class Trainer:
                         self._checkpoint()
             finally:
                 self.bar.close()
-        return self._finish()
+            return self._finish()
 
     def _elapsed(self) -> float:
         return self.state.elapsed + time.perf_counter() - self.t_start
@@ -551,6 +569,7 @@ class Trainer:
         state.best_eval, state.best_step = metrics[self.cfg.best_metric], state.step
         state.evals_without_improvement = 0
         if self.keep_best:
+            self._check_finite_weights("checkpoints/best")
             ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
                                     sharded=self.dist.fsdp, best=True, model_files=self._model_files,
                                     submodule=self.submodule)
@@ -560,6 +579,8 @@ class Trainer:
         if value is None:
             raise MlmkitError(f"train.best_metric: the evaluation has no {self.cfg.best_metric!r} "
                               f"(it reports {', '.join(k for k in self.last_eval if k.startswith('eval_'))})")
+        if not math.isfinite(value):  # a NaN evaluation is never the best one
+            return False
         best = self.state.best_eval
         if best is None:
             return True
@@ -591,10 +612,7 @@ class Trainer:
     def _save(self) -> None:
         if self.saved_step == self.state.step:  # e.g. a periodic save of this very step
             return
-        finite = all(bool(torch.isfinite(p.detach()).all()) for p in self.model.parameters())
-        if not self._finite(0.0 if finite else math.nan):  # (all ranks: each checks its shards)
-            raise MlmkitError(f"the weights at step {self.state.step} are not finite: not saved; the newest "
-                              f"checkpoint in {self.ckpt_dir} is from before (try a lower optim.lr)")
+        self._check_finite_weights(f"checkpoint step {self.state.step}")
         states = all_gather_objects(self.data_state, self.dist)
         self.state.data_state = states if any(s is not None for s in states) else None
         # Collective under DDP/FSDP (every rank calls it; rank 0 writes); a write error is
@@ -603,6 +621,14 @@ class Trainer:
                                 self.state.to_json(), keep=self.cfg.keep_checkpoints, sharded=self.dist.fsdp,
                                 model_files=self._model_files, submodule=self.submodule)
         self.saved_step = self.state.step
+
+    def _check_finite_weights(self, what: str) -> None:
+        """Every save goes through here: a non-finite weight is never written (all ranks: each
+        checks its shards)."""
+        finite = all(bool(torch.isfinite(p.detach()).all()) for p in self.model.parameters())
+        if not self._finite(0.0 if finite else math.nan):
+            raise MlmkitError(f"the weights at step {self.state.step} are not finite: not saved (as {what}); "
+                              f"the newest checkpoint in {self.ckpt_dir} is from before (try a lower optim.lr)")
 
     def _model_files(self, folder: Path) -> None:
         hook = getattr(self.task, "model_files", None)  # optional in the Task contract

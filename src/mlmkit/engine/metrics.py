@@ -29,7 +29,8 @@ def truncate_metrics(path: Path, step: int) -> None:
     """On resume, drop the metric records of steps after the checkpoint (written before a
     crash, e.g. `kill -9`): the resumed run writes those steps again, so metrics.jsonl reads
     as one uninterrupted run. A torn last line (killed mid-write) is dropped too. With no
-    checkpoint (step 0) everything goes: the run starts over."""
+    checkpoint (step 0) everything goes: the run starts over. The final evaluation goes too: a
+    resumed run ends with its own (resuming a finished run would otherwise log it twice)."""
     if not path.is_file():
         return
     kept = []
@@ -38,7 +39,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             record = json.loads(line)
         except ValueError:
             continue
-        if isinstance(record, dict) and step > 0 and record.get("step", 0) <= step:
+        if isinstance(record, dict) and step > 0 and record.get("step", 0) <= step and not record.get("final"):
             kept.append(line + "\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(kept), encoding="utf-8")

@@ -46,8 +46,8 @@ from ..engine.device import pick_device
 from ..engine.evaluation import evaluate
 from ..engine.loop import train
 from ..errors import MlmkitError
-from ..families import family_of_model
-from ..runs import resolve_model_dir
+from ..families import family_of_model, open_model_dir
+from ..folders import claim
 from .data import Example, load_examples, split_examples, subsample
 from .task import ClassificationTask, Prepared, classification_metrics
 
@@ -115,12 +115,21 @@ class FinetuneResult:
 
 
 def finetune(model: str, data: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-             log: Callable[[str], None] = print) -> FinetuneResult:
+             log: Callable[[str], None] = print, overwrite: bool = False) -> FinetuneResult:
     """Fine-tune `model` (run folder, model folder, exported encoder, or character model) on
-    `data`; save the classifier (or, for token classification, the tagger) to `out`."""
+    `data`; save the classifier (or, for token classification, the tagger) to `out`, a new or
+    empty folder (`overwrite`: one that holds an earlier output of mlmkit, cleared first)."""
     cfg = cfg or FinetuneConfig()
-    path = resolve_model_dir(model)
+    path, _ = open_model_dir(model)
     out = Path(out)
+    run_lock = claim(out, "finetune", overwrite=overwrite, source=Path(path), log=log)
+    try:
+        return _finetune(path, model, list(data), out, cfg, log)
+    finally:
+        run_lock.release()
+
+
+def _finetune(path: str, model: str, data: list[str], out: Path, cfg: FinetuneConfig, log) -> FinetuneResult:
     if cfg.task == "token-classification":
         from .tagging import prepare_tagging
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import MODEL_SIZES
 from ..errors import MlmkitError
-from ..util import is_path_spec, one_line
+from ..util import check_loaded, is_path_spec, one_line
 
 
 _ROBERTA_LIKE = {"roberta", "xlm-roberta", "camembert"}
@@ -62,10 +62,16 @@ def build_model(arch: str, size: str, tokenizer, max_length: int = 512, override
     return model
 
 
-def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pickle: bool = False):
+def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pickle: bool = False,
+               init: bool = False, allow_partial: bool = False, log: Callable[[str], None] | None = None):
     """Load a masked-LM checkpoint (hub name or local folder). Weights are read from safetensors
     only: a pickle (`pytorch_model.bin`) can run code when it is loaded, so it is refused unless
-    `allow_pickle` (model.allow_pickle) says the file is trusted."""
+    `allow_pickle` (model.allow_pickle) says the file is trusted.
+
+    Every tensor must load: transformers fills missing ones with random values and only warns.
+    `init` (`--init-from`): the encoder must load whole (unless `allow_partial`), a missing MLM
+    head is created fresh, and `log` is told how many tensors loaded. Otherwise (eval, predict)
+    a missing head is an error too: its fills would be random."""
     from pathlib import Path
 
     from transformers import AutoModelForMaskedLM
@@ -73,8 +79,9 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pick
     if not Path(name_or_path).exists() and is_path_spec(name_or_path):
         raise MlmkitError(f"no such model folder: {name_or_path}")
     try:
-        return AutoModelForMaskedLM.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True)
+        model, info = AutoModelForMaskedLM.from_pretrained(
+            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
+            output_loading_info=True)
     except (OSError, ValueError, KeyError, EnvironmentError) as e:
         where = "" if Path(name_or_path).exists() else " (no local folder of that name, nor a hub model)"
         hint = ""
@@ -82,6 +89,17 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pick
             hint = ("; it holds only pickled weights (*.bin), which mlmkit does not load unless you trust them: "
                     "--set model.allow_pickle=true")
         raise MlmkitError(f"could not load masked-LM model '{name_or_path}'{where}: {one_line(e)}{hint}") from None
+    missing = list(info.get("missing_keys") or [])
+    total = len(model.state_dict())
+    fresh = check_loaded(name_or_path, missing, total, model.base_model_prefix + ".", allow_partial=allow_partial)
+    if fresh and not init:
+        raise MlmkitError(f"{name_or_path} has no masked-LM head ({len(fresh)} tensors missing, e.g. {fresh[0]}): "
+                          "its fills would be random (an --encoder-only export keeps the full model in masked-lm/)")
+    if init and log is not None:
+        log(f"continuing pre-training from {name_or_path}: {total - len(missing)} of {total} tensors loaded "
+            f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)"
+            + (f"; the MLM head ({len(fresh)} tensors) is not in it and starts fresh" if fresh else ""))
+    return model
 
 
 def _sparse_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
