@@ -152,7 +152,8 @@ def test_run_folders_are_never_trained_over_and_resume_keeps_the_run(capsys, mon
     assert code == 0, err
     assert max(json.loads(l)["step"] for l in open(tmp_path / "run" / "metrics.jsonl")) == 2
     code, _, err = run_cli(base + ["--max-steps", "2", "--resume", "-o", str(tmp_path / "typo")], capsys, monkeypatch)
-    _one_line_error(code, err, "cannot resume", "holds no checkpoint")
+    _one_line_error(code, err, "cannot resume", "no such run folder")
+    assert not (tmp_path / "typo").exists()  # checked before anything is written
 
 
 def _train_two_steps(preset, text, tmp_path, tiny_args, capsys, monkeypatch):
@@ -221,3 +222,85 @@ def test_the_modern_recipe_preset_trains_and_fills(capsys, monkeypatch, tmp_path
     assert AutoConfig.from_pretrained(tmp_path / "run" / "model").model_type == "modernbert"
     code, out, err = run_cli(["predict", str(tmp_path / "run"), "the [MASK] said.", "--json"], capsys, monkeypatch)
     assert code == 0 and len(json.loads(out)["masks"][0]) == 5, err
+
+
+def test_a_bad_config_number_is_one_line_before_any_work(capsys, monkeypatch, tmp_path):
+    """`train.log_every=0` used to divide by zero after the data was prepared: now it is refused
+    at load, before a tokenizer is trained, data prepared or a run folder made."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MLMKIT_CACHE", str(cache))
+    run = tmp_path / "run"
+    code, out, err = run_cli(["train", "--preset", "scratch-tiny", "--data", "mlmkit:samples/english.txt",
+                              "-o", str(run), "--set", "train.log_every=0"], capsys, monkeypatch)
+    _one_line_error(code, err, "train.log_every", "must be >= 1")
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert not (run / "checkpoints").exists() and not cache.exists()
+
+
+NO_MODEL = "./no/such/run"  # were a bound checked late, the error would be about this folder instead
+BAD_OPTIONS = [
+    (["predict", NO_MODEL, "a [MASK] b", "--top-k", "-3"], "--top-k must be in [1, 1000], got -3"),
+    (["predict", NO_MODEL, "a [MASK] b", "-k", "0"], "--top-k must be in [1, 1000], got 0"),
+    (["predict", NO_MODEL, "a [MASK] b", "-k", "5000"], "--top-k must be in [1, 1000], got 5000"),
+    (["predict", NO_MODEL, "goo[3].com", "--rescore", "-1"], "--rescore must be >= 0, got -1"),
+    (["eval", NO_MODEL, "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["eval", NO_MODEL, "--max-samples", "0"], "--max-samples must be >= 1, got 0"),
+    (["eval", NO_MODEL, "--max-length", "-5"], "--max-length must be >= 1, got -5"),
+    (["show", NO_MODEL, "-n", "0"], "--num must be >= 1, got 0"),
+    (["show", NO_MODEL, "--seed", "-1"], "--seed must be in [0, 9223372036854775807], got -1"),
+    (["show", NO_MODEL, "--rate", "1.5"], "--rate must be in (0, 1), got 1.5"),
+    (["show", NO_MODEL, "--rate", "0"], "--rate must be in (0, 1), got 0.0"),
+    (["show", NO_MODEL, "--max-tokens", "0"], "--max-tokens must be >= 1, got 0"),
+    (["stats", "no-such.txt", "--sample", "0"], "--sample must be >= 1, got 0"),
+    (["stats", "no-such.txt", "--vocab-sizes", "8000,abc"], "--vocab-sizes: 'abc' is not a vocabulary size"),
+    (["stats", "no-such.txt", "--vocab-sizes", "8000,-5"], "--vocab-sizes: '-5' is not a vocabulary size"),
+    (["stats", "no-such.txt", "--vocab-sizes", "50"], "--vocab-sizes: '50' is not a vocabulary size"),
+    (["plot", NO_MODEL, "--dpi", "0"], "--dpi must be in [10, 600], got 0"),
+    (["plot", NO_MODEL, "--dpi", "100000"], "--dpi must be in [10, 600], got 100000"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--epochs", "0"], "--epochs must be > 0, got 0.0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--max-minutes", "-1"], "--max-minutes must be > 0, got -1.0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--lr", "-0.1"], "--lr must be > 0, got -0.1"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--max-length", "0"], "--max-length must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--validation-fraction", "1"],
+     "--validation-fraction must be in (0, 1), got 1.0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--test-fraction", "-0.1"], "--test-fraction must be in [0, 1), got -0.1"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--patience", "0"], "--patience must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--eval-every", "0"], "--eval-every must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--seed", "-1"], "--seed must be in [0, 9223372036854775807], got -1"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--max-samples", "0"], "--max-samples must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--max-train-samples", "0"], "--max-train-samples must be >= 1, got 0"),
+    (["finetune", NO_MODEL, "-d", "x.csv", "--threads", "0"], "--threads must be >= 1, got 0"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_OPTIONS, ids=[" ".join(a[3:] if a[0] == "finetune" else a[2:])
+                                                             for a, _ in BAD_OPTIONS])
+def test_a_bad_number_option_is_one_line_before_the_model_is_read(capsys, monkeypatch, args, message):
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    _one_line_error(code, err, message)
+    assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("args, reason", [
+    (["train", "--max-step", "3"], "No such option: --max-step"),
+    (["trian"], "No such command 'trian'"),
+    (["predict"], "Missing argument"),
+    (["predict", "m", "x", "--top-k", "abc"], "Invalid value for '--top-k'"),
+    (["train", "--seed", "one"], "Invalid value for '--seed'"),
+])
+def test_a_usage_error_prints_the_usage_line_and_exits_2(capsys, monkeypatch, args, reason):
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2, err
+    assert "Usage: mlmkit" in err and reason in err and "Traceback" not in err, err
+
+
+def test_ctrl_c_outside_training_exits_130(capsys, monkeypatch):
+    import mlmkit.config
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(mlmkit.config, "preset_names", interrupted)
+    code, out, err = run_cli(["presets"], capsys, monkeypatch)
+    assert code == 130 and "interrupted" in err

@@ -28,6 +28,8 @@ def test_config_file_is_merged_between_preset_and_overrides(tmp_path):
     ("data.mode=sentences", "data.mode"),
     ("masking.rate=1.5", "masking.rate"),
     ("train.precision=fp8", "train.precision"),
+    ("optim.betas=[0.9, 1.0]", "optim.betas"),  # a list: not among the numbers walked below
+    ("optim.betas=[-0.1, 0.98]", "optim.betas"),
 ])
 def test_bad_keys_and_values_name_the_key(override, needle):
     with pytest.raises(ConfigError) as e:
@@ -52,3 +54,104 @@ def test_parse_override_types():
     assert parse_override("a=[x, y]") == {"a": ["x", "y"]}
     with pytest.raises(ConfigError):
         parse_override("novalue")
+
+
+# ------------------------------------------------------------------ bounds of every number
+# Every int/float field of both families' configs refuses an absurd value at load time, with a
+# ConfigError naming its dotted key: -1 (or -0.1) everywhere, 0 unless listed below, and 1.5 for
+# shares. A field missing from these checks fails later (log_every=0: a ZeroDivisionError after
+# the data is prepared) or silently trains something else.
+
+# Fields where 0 is a legitimate setting, and what it means.
+ZERO_OK = {
+    "data.validation_fraction": "nothing held out (a separate data.validation, or no evaluation)",
+    "data.max_eval_samples": "no validation examples",
+    "train.seed": "a seed like any other",
+    "train.data_workers": "batches built in the main process",
+    "train.save_every": "no periodic checkpoints (still one at the end and on a signal)",
+    "train.show_samples": "no examples logged",
+    "optim.weight_decay": "no weight decay",
+    "optim.warmup_steps": "no warmup",
+    "optim.warmup_ratio": "no warmup",
+    "optim.min_lr_ratio": "the LR decays to zero",
+    "optim.grad_clip": "no clipping",
+    "masking.mask_fraction": "selected units are left as they are (or randomised)",
+    "masking.random_fraction": "no random replacements",
+    "model.dropout": "no dropout",
+    "model.ngram_buckets": "no n-gram embeddings",
+    "model.ngram_dim": "n-gram rows as wide as the encoder",
+    "model.head_ngram_buckets": "no n-gram memory",
+    "model.head_ngram_dropout": "no memory dropout",
+    "model.head_ngram_dim": "memory rows as wide as the head",
+    "model.head_ngram_dense": "no dense memory loss",
+    "model.head_ngram_joint": "no joint contexts",
+    "model.head_ngram_count_buckets": "as many count rows as model.head_ngram_buckets",
+    "model.cloze_windows": "cloze towers train on the masked spans",
+}
+# Fields where a negative number is legitimate: none today (a new one needs a reason here).
+NEGATIVE_OK: dict[str, str] = {}
+SHARE_WORDS = ("fraction", "ratio", "rate", "dropout")  # float fields that are shares of something
+
+
+def _numeric_fields(cls, prefix=""):
+    """(dotted key, int or float) of every number field (Optional too) of config dataclass `cls`."""
+    import dataclasses
+    import types
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            yield from _numeric_fields(tp, f"{prefix}{f.name}.")
+            continue
+        union = typing.get_origin(tp) in (typing.Union, types.UnionType)
+        args = [a for a in typing.get_args(tp) if a is not type(None)] if union else [tp]
+        if args in ([int], [float]):  # bool is not int here: `args` holds the type itself
+            yield f"{prefix}{f.name}", args[0]
+
+
+def _absurd_values(key, tp):
+    values = [] if key in NEGATIVE_OK else [-1 if tp is int else -0.1]
+    if key not in ZERO_OK:
+        values.append(0)
+    if tp is float and any(w in key.rsplit(".", 1)[1] for w in SHARE_WORDS):
+        values.append(1.5)
+    return values
+
+
+def _family_presets():
+    from mlmkit.config import load_preset
+    from mlmkit.families import DEFAULT, FAMILIES
+
+    return [(name, p) for name in FAMILIES for p in [None, *preset_names()]
+            if (load_preset(p).get("task", DEFAULT) if p else name) == name]
+
+
+@pytest.mark.parametrize("family_name, preset", _family_presets())
+def test_every_number_in_the_config_refuses_absurd_values_naming_its_key(family_name, preset):
+    from mlmkit.families import FAMILIES
+
+    fields = list(_numeric_fields(FAMILIES[family_name].config_class))
+    assert {"train.log_every", "optim.eps", "data.max_length", "masking.rate"} <= {k for k, _ in fields}
+    accepted, unnamed = [], []
+    for key, tp in fields:
+        for value in _absurd_values(key, tp):
+            try:
+                resolve_config(preset, None, [f"task={family_name}", f"{key}={value}"])
+                accepted.append(f"{key}={value}")
+            except ConfigError as e:
+                if f"'{key}'" not in str(e) or "\n" in str(e):
+                    unnamed.append(f"{key}={value}: {e}")
+    assert not accepted, f"absurd values accepted: {accepted}"
+    assert not unnamed, f"errors that do not name their key: {unnamed}"
+
+
+@pytest.mark.parametrize("family_name", ["token", "char"])
+def test_the_zero_allow_list_holds_only_fields_where_zero_is_accepted(family_name):
+    from mlmkit.families import FAMILIES
+
+    keys = [k for k, _ in _numeric_fields(FAMILIES[family_name].config_class) if k in ZERO_OK]
+    assert keys
+    for key in keys:
+        resolve_config(None, None, [f"task={family_name}", f"{key}=0"])  # raises if refused

@@ -25,6 +25,39 @@ def _echo(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _bounded(low: float | None = None, high: float | None = None, *, open_low: bool = False,
+             open_high: bool = False):
+    """An option callback that refuses a number outside [low, high] (or the open ends) with a
+    one-line `error: --name ...` and exit 2, while the command line is parsed: before any model
+    or data is loaded. (typer's own `min=` errors do not name the option under typer 0.29.)"""
+
+    def check(ctx, param, value):
+        if value is None:
+            return value
+        too_low = low is not None and (value <= low if open_low else value < low)
+        too_high = high is not None and (value >= high if open_high else value > high)
+        if too_low or too_high:
+            name = next((o for o in param.opts if o.startswith("--")), param.name)
+            want = (f"{'>' if open_low else '>='} {low}" if high is None else
+                    f"in {'(' if open_low else '['}{low}, {high}{')' if open_high else ']'}")
+            raise MlmkitError(f"{name} must be {want}, got {value}")
+        return value
+
+    return check
+
+
+SEED_MAX = 2**63 - 1  # torch.manual_seed's largest
+
+
+def _vocab_sizes(ctx, param, value):
+    """`stats --vocab-sizes`: whole numbers, each 0 (none) or a size a tokenizer can have."""
+    for item in (value or "").replace(",", " ").split():
+        if not item.isdigit() or 0 < int(item) < 100:
+            raise MlmkitError(f"--vocab-sizes: {item!r} is not a vocabulary size (whole numbers >= 100, "
+                              "e.g. 8000,16000; 0 for none)")
+    return value
+
+
 def _version(value: bool) -> None:
     if value:
         from . import __version__
@@ -94,8 +127,11 @@ def prepare(
 
     from .api import run_config
 
+    from .folders import check_output
+
     cfg = run_config(preset, config, sets, {"data.train": list(data or []), "data.validation": list(validation or []),
                                              "train.output_dir": output, "model.init_from": init_from})
+    check_output(Path(cfg.train.output_dir), "prepare", task=cfg.task)  # the run folder `train` will use
     typer.echo(family(cfg.task).prepare(cfg, log=_echo, progress=cfg.train.progress))
 
 
@@ -106,10 +142,10 @@ def stats(
     init_from: Optional[str] = INIT_FROM,
     plot: Optional[str] = typer.Option(None, "--plot", help="PNG of the length histograms (max_length marked)."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
-    sample: Optional[int] = typer.Option(None, "--sample", min=1,
+    sample: Optional[int] = typer.Option(None, "--sample", callback=_bounded(1),
                                          help="Records the costly parts read (tokenizer training, vocabulary "
                                               "sweep; character data: the duplicate check)."),
-    vocab_sizes: Optional[str] = typer.Option(None, "--vocab-sizes",
+    vocab_sizes: Optional[str] = typer.Option(None, "--vocab-sizes", callback=_vocab_sizes,
                                               help="Token data: vocabulary sizes to compare, e.g. 8000,16000 "
                                                    "(default 8192,16384,32768; 0 or '' for none)."),
 ):
@@ -139,17 +175,16 @@ def eval_cmd(
     sets: Optional[List[str]] = typer.Option(None, "--set", "-s", help="Override, e.g. data.max_length=64 (repeatable)."),
     text_column: Optional[str] = typer.Option(None, "--text-column", help="data.text_column"),
     mode: Optional[str] = typer.Option(None, "--mode", help="data.mode: line_by_line or group_texts (token models)."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="data.max_length"),
+    max_length: Optional[int] = typer.Option(None, "--max-length", callback=_bounded(1), help="data.max_length"),
     whole_word: Optional[bool] = typer.Option(None, "--whole-word/--no-whole-word", help="masking.whole_word (token models)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size"),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", callback=_bounded(1)),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", callback=_bounded(1)),
     on_bad_record: Optional[str] = typer.Option(None, "--on-bad-record", help="data.on_bad_record: error or skip."),
 ):
     """Token-weighted loss, perplexity and accuracy on a fixed, seeded mask. Settings not given
     are the run's own (its config.yaml or the model folder's)."""
     from .config import deep_merge, parse_override
-    from .families import family_of_model
-    from .runs import resolve_model_dir
+    from .families import open_model_dir
 
     _quiet_transformers()
     overrides: dict = {}
@@ -160,7 +195,7 @@ def eval_cmd(
             overrides.setdefault(section, {})[key] = value
     for item in sets or []:
         overrides = deep_merge(overrides, parse_override(item))
-    fam = family_of_model(resolve_model_dir(model))
+    _, fam = open_model_dir(model)
     result = fam.evaluate(model, list(data or []), overrides=overrides, batch_size=batch_size,
                           max_samples=max_samples, log=_echo)
     typer.echo(json.dumps(result, indent=2))
@@ -171,31 +206,36 @@ def predict(
     model: str = typer.Argument(..., help="Model folder, run folder or hub name."),
     texts: Optional[List[str]] = typer.Argument(None, help='Text with [MASK] (or the model\'s own mask token).'),
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Also read inputs from this file, one per line (- : stdin)."),
-    top_k: int = typer.Option(5, "--top-k", "-k"),
+    # at most 1,000: a character model's beam is twice top_k wide, and no one reads more
+    top_k: int = typer.Option(5, "--top-k", "-k", callback=_bounded(1, 1000), help="Candidates per mask or pattern."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     rescore: Optional[int] = typer.Option(
-        None, "--rescore", metavar="R",
+        None, "--rescore", metavar="R", callback=_bounded(0),
         help="Character models: re-rank each pattern's candidates by adding the model's "
              "pseudo-log-likelihood of the holes and R characters either side (each character "
              "read with only itself hidden). More exact fills, several times slower; 4 was best on held-out names."),
 ):
     """Fill the masks: top-k candidates with probabilities (character models: log-probabilities).
     Many inputs are filled together, in batches."""
-    from .families import family_of_model
-    from .runs import resolve_model_dir
+    from .families import open_model_dir
 
     _quiet_transformers()
     inputs = list(texts or []) + _read_inputs(file)
     if not inputs:
         raise MlmkitError("nothing to fill: give texts/patterns as arguments or with --file (- for stdin)")
-    path = resolve_model_dir(model)
-    fam = family_of_model(path)
+    path, fam = open_model_dir(model)
+    failed = 0
     for result in fam.predict(path, inputs, top_k=top_k, rescore=rescore):
+        failed += "error" in result  # a bad input gets its own line; the others are still filled
         if as_json:
             typer.echo(json.dumps(result))
+        elif "error" in result:
+            typer.echo(f"{result['input']}\n  error: {result['error']}")
         else:
             for line in fam.format_prediction(result):
                 typer.echo(line)
+    if failed:  # after everything is printed: scripts see the failure in the exit code
+        raise MlmkitError(f"{failed} of {len(inputs)} inputs could not be filled (see their error lines)")
 
 
 def _read_inputs(file: Optional[str]) -> list[str]:
@@ -258,21 +298,28 @@ def finetune(
     label_column: Optional[str] = typer.Option(None, "--label-column", help="Default: label (token-classification: "
                                                "tags; CoNLL-U: upos, or xpos / deprel)."),
     output: str = typer.Option("runs/finetune", "--output", "-o", help="Where the classifier is saved."),
-    epochs: float = typer.Option(3.0, "--epochs"),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Wall-clock budget."),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    lr: float = typer.Option(3e-4, "--lr"),
-    max_length: int = typer.Option(128, "--max-length", help="Tokens per text (longer texts are cut)."),
-    validation_fraction: float = typer.Option(0.1, "--validation-fraction"),
-    test_fraction: float = typer.Option(0.0, "--test-fraction", help="Held-out test split, never used for stopping."),
-    patience: Optional[int] = typer.Option(2, "--patience", help="Evaluations without improvement before stopping."),
-    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between evaluations (default: each epoch)."),
+    epochs: float = typer.Option(3.0, "--epochs", callback=_bounded(0, open_low=True)),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", callback=_bounded(0, open_low=True),
+                                                help="Wall-clock budget."),
+    batch_size: int = typer.Option(16, "--batch-size", callback=_bounded(1)),
+    lr: float = typer.Option(3e-4, "--lr", callback=_bounded(0, open_low=True)),
+    max_length: int = typer.Option(128, "--max-length", callback=_bounded(1),
+                                   help="Tokens per text (longer texts are cut)."),
+    validation_fraction: float = typer.Option(0.1, "--validation-fraction",
+                                              callback=_bounded(0, 1, open_low=True, open_high=True)),
+    test_fraction: float = typer.Option(0.0, "--test-fraction", callback=_bounded(0, 1, open_high=True),
+                                        help="Held-out test split, never used for stopping."),
+    patience: Optional[int] = typer.Option(2, "--patience", callback=_bounded(1),
+                                           help="Evaluations without improvement before stopping."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", callback=_bounded(1),
+                                             help="Steps between evaluations (default: each epoch)."),
     from_scratch: bool = typer.Option(False, "--from-scratch", help="Re-initialise the weights (baseline); keeps the tokenizer."),
-    seed: int = typer.Option(0, "--seed"),
-    max_samples: Optional[int] = typer.Option(None, "--max-samples"),
-    max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples", help="A seeded sample of the "
+    seed: int = typer.Option(0, "--seed", callback=_bounded(0, SEED_MAX)),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", callback=_bounded(1)),
+    max_train_samples: Optional[int] = typer.Option(None, "--max-train-samples", callback=_bounded(1), help="A seeded sample of the "
                                                     "training split only (few labels); validation and test stay whole."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (1 is often fastest on a busy machine)."),
+    threads: Optional[int] = typer.Option(None, "--threads", callback=_bounded(1), help="CPU threads (1 is often fastest on a busy machine)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an earlier output of mlmkit in --output."),
 ):
     """Fine-tune a pre-trained encoder for sequence classification or token classification (NER, POS)."""
     from .finetune import FinetuneConfig, finetune as run_finetune
@@ -284,7 +331,7 @@ def finetune(
                          validation_fraction=validation_fraction, test_fraction=test_fraction, patience=patience,
                          eval_every=eval_every, from_scratch=from_scratch, seed=seed, max_samples=max_samples,
                          max_train_samples=max_train_samples, threads=threads)
-    result = run_finetune(model, list(data), output, cfg, log=_echo)
+    result = run_finetune(model, list(data), output, cfg, log=_echo, overwrite=overwrite)
     typer.echo(json.dumps({"validation": result.validation, "test": result.test, "steps": result.steps,
                            "best_step": result.best_step, "stopped": result.stopped,
                            "train_seconds": result.train_seconds, "output": output}, indent=2))
@@ -294,10 +341,11 @@ def finetune(
 def show(
     model: str = typer.Argument(..., help="Run folder, model folder or hub name."),
     data: Optional[List[str]] = typer.Option(None, "--data", "-d", help="Texts to sample (default: the run's held-out data)."),
-    n: int = typer.Option(8, "-n", "--num", help="Number of examples."),
-    seed: int = typer.Option(0, "--seed"),
-    rate: float = typer.Option(0.15, "--rate", help="Fraction of tokens to mask."),
-    max_tokens: int = typer.Option(64, "--max-tokens", help="Tokens shown per example."),
+    n: int = typer.Option(8, "-n", "--num", callback=_bounded(1), help="Number of examples."),
+    seed: int = typer.Option(0, "--seed", callback=_bounded(0, SEED_MAX)),
+    rate: float = typer.Option(0.15, "--rate", callback=_bounded(0, 1, open_low=True, open_high=True),
+                               help="Fraction of tokens to mask."),
+    max_tokens: int = typer.Option(64, "--max-tokens", callback=_bounded(1), help="Tokens shown per example."),
     text_column: str = typer.Option("text", "--text-column"),
     color: Optional[bool] = typer.Option(None, "--color/--no-color", help="Default: colour only in a terminal."),
 ):
@@ -315,7 +363,8 @@ def plot(
     runs: List[str] = typer.Argument(..., help="Run folder(s); several are overlaid."),
     output: str = typer.Option("curves.png", "--output", "-o", help="PNG file to write."),
     title: Optional[str] = typer.Option(None, "--title"),
-    dpi: int = typer.Option(110, "--dpi"),
+    # 600 dpi is print quality; far more makes an image of gigabytes (the figure is 12 x 15 inches)
+    dpi: int = typer.Option(110, "--dpi", callback=_bounded(10, 600)),
 ):
     """PNG of loss, perplexity, accuracy, LR and throughput vs steps and wall time."""
     from .report.plotting import plot_runs
@@ -326,36 +375,50 @@ def plot(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(prog_name="mlmkit", standalone_mode=False)
     except MlmkitError as e:
         if _state["debug"]:
             raise
         _echo(f"error: {e}")
         sys.exit(2)
-    except (FileNotFoundError, PermissionError, IsADirectoryError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError) as e:  # a missing file, a full disk, a file-size limit...
         if _state["debug"]:
             raise
-        _echo(f"error: {e}")
+        _echo(f"error: {' '.join(str(e).split())}")
         sys.exit(2)
     except KeyboardInterrupt:
         _echo("interrupted")
         sys.exit(130)
-    except Exception as e:  # click usage errors and the like
-        import click
-
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as e:  # usage errors and the like
+        usage = _usage_exit(e)
+        if usage is not None:
+            sys.exit(usage)
         if _state["debug"] or "--debug" in sys.argv:
             raise
         from .util import one_line
 
         _echo(f"error: {type(e).__name__}: {one_line(e)} (run with --debug for the traceback)")
         sys.exit(1)
+    if isinstance(code, int) and code:  # typer returns what it caught (Ctrl-C: 130) in this mode
+        if code == 130:
+            _echo("interrupted")
+        sys.exit(code)
+
+
+def _usage_exit(e: Exception) -> Optional[int]:
+    """The exit code of click's own exceptions -- a usage error (shown with the usage line, as
+    click shows it: exit 2), an explicit exit, an abort -- or None for anything else. Typer
+    bundles its own copy of click, so they are recognised by what they have, not by class."""
+    name = type(e).__name__
+    if name == "Exit" and hasattr(e, "exit_code"):
+        return int(e.exit_code)
+    if name == "Abort":
+        _echo("aborted")
+        return 1
+    if hasattr(e, "show") and hasattr(e, "exit_code"):
+        e.show()
+        return int(e.exit_code)
+    return None
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ class Family:
     name: str  # the config's `task` value
     config_class: type  # the run config dataclass (sections data, model, masking, optim, train, ...)
 
-    def build_task(self, cfg, *, log: Callable[[str], None], progress: bool, resume: bool):
+    def build_task(self, cfg, *, log: Callable[[str], None], progress: bool, resume: "bool | str" = False):
         """The run's `engine.Task` (data, model, masking) from its config."""
         raise NotImplementedError
 
@@ -60,9 +60,13 @@ class Family:
         raise NotImplementedError
 
     def predict(self, model: str, inputs: list[str], *, top_k: int, rescore: int | None = None) -> list[dict[str, Any]]:
-        """Fill the masks of each input; one JSON-ready result per input. `rescore` (`mlmkit
-        predict --rescore R`): re-rank by the model's pseudo-log-likelihood around each hole, for
-        families that support it (an error otherwise)."""
+        """Fill the masks of each input; one JSON-ready result per input, in the inputs' order.
+        An input that cannot be filled (no mask, a bad pattern) must not stop the others: its
+        result is ``{"input": ..., "error": "<one-line reason>"}`` and the rest are filled (a
+        batch of thousands is not lost to one typo). What concerns every input (the model, the
+        options) is still raised as an `MlmkitError`. `rescore` (`mlmkit predict --rescore R`):
+        re-rank by the model's pseudo-log-likelihood around each hole, for families that support
+        it (an error otherwise)."""
         raise NotImplementedError
 
     def format_prediction(self, result: dict[str, Any]) -> list[str]:

@@ -4,6 +4,7 @@ in a subprocess whose sys.path holds no mlmkit, and gives mlmkit's own candidate
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from mlmkit.char_mlm.export import PORTABLE_FILES
 from mlmkit.char_mlm.portable import plausible_name
 from mlmkit.char_mlm.predict import char_predict
 from mlmkit.char_mlm.task import CharMLMTask
+from mlmkit.errors import MlmkitError
 from mlmkit.export import export
 
 PATTERNS = ["goo[3].com", "mail[?].net", "[2]-shop.[2]"]
@@ -156,3 +158,69 @@ def test_rescoring_adds_each_candidates_pseudo_log_likelihood_around_its_hole(tm
     for name, score in rescored:  # the hole is characters 4-5: the window is 3..6
         assert score == pytest.approx(base[name] + 0.5 * sum(one(name, q) for q in range(3, 7)), abs=1e-4)
     assert len(rescored) == 8 and [s for _, s in rescored] == sorted((s for _, s in rescored), reverse=True)
+
+
+BAD_PATTERNS = {  # pattern -> what its error line says
+    "goo gle[?].com": "' ' cannot be in a domain name",  # every filling has the space: nothing was printed
+    "a\U0001F600[2].com": "'\U0001F600' cannot be in a domain name",  # an emoji, the same
+    "goo[3]com": "has no TLD",  # the hole hides the name's last dot
+    "goo..[2].com": "empty label",
+    "-goo[2].com": "a label starts or ends with '-'",
+    "goo[2]-.com": "a label starts or ends with '-'",
+    "goo[2].c": "its TLD 'c' is never a TLD",
+    "goo[2].12": "its TLD '12' is never a TLD",
+    "x" * 64 + "[1].com": "the model takes at most 32",
+    "google.com": "has no hole",
+}
+
+
+def test_a_bad_pattern_gets_its_own_error_and_the_others_are_still_filled(tmp_path):
+    from mlmkit.char_mlm.model import load_char_model
+    from mlmkit.char_mlm.predict import predict_pattern, predict_patterns
+
+    bundle = load_char_model(_model(tmp_path, ngram_buckets=64, head_ngram_buckets=64) / "model")
+    good = ["goo[3].com", "mail[?].net", "[2]-shop.[2]", "é[2].com"]  # é: a letter, though not in the alphabet
+    patterns = [p for pair in zip(good * 3, list(BAD_PATTERNS) + ["GOO[3].COM"] * 2) for p in pair]
+    results = predict_patterns(bundle, patterns, top_k=4)
+    assert [r["input"] for r in results] == patterns
+    for r in results:
+        if r["input"] in BAD_PATTERNS:
+            assert set(r) == {"input", "error"} and BAD_PATTERNS[r["input"]] in r["error"], r
+            assert "\n" not in r["error"] and r["error"].startswith("pattern ")
+            with pytest.raises(MlmkitError, match=re.escape(r["error"])):  # one pattern alone: the same error
+                predict_pattern(bundle, r["input"], k=4)
+        else:  # filled together as each is alone
+            alone = predict_pattern(bundle, r["input"], k=4)
+            assert [f["text"] for f in r["fills"]] == [n for n, _ in alone] and alone, r
+            assert [f["score"] for f in r["fills"]] == pytest.approx([s for _, s in alone], abs=1e-5)
+    assert sum("error" in r for r in results) == len(BAD_PATTERNS)
+
+
+def test_predict_prints_every_input_and_exits_2_when_one_failed(tmp_path, capsys, monkeypatch):
+    from cli_runner import run_cli
+
+    model = str(_model(tmp_path) / "model")
+    (tmp_path / "p.txt").write_text("goo[3].com\ngoo gle[?].com\nmail[2].net\ngoo[3]com\n")
+    code, out, err = run_cli(["predict", model, "--file", str(tmp_path / "p.txt"), "--json", "-k", "2"],
+                             capsys, monkeypatch)
+    lines = [json.loads(l) for l in out.splitlines()]
+    assert [l["input"] for l in lines] == ["goo[3].com", "goo gle[?].com", "mail[2].net", "goo[3]com"]
+    assert [sorted(l) for l in lines] == [["fills", "input"], ["error", "input"]] * 2
+    assert "' ' cannot be in a domain name" in lines[1]["error"] and "has no TLD" in lines[3]["error"]
+    assert code == 2 and err.strip() == "error: 2 of 4 inputs could not be filled (see their error lines)"
+    code, out, err = run_cli(["predict", model, "goo gle[?].com", "goo[3].com"], capsys, monkeypatch)
+    assert code == 2 and "1 of 2 inputs could not be filled" in err
+    assert out.splitlines()[:2] == ["goo gle[?].com", "  error: pattern 'goo gle[?].com': ' ' cannot be in a domain "
+                                    "name (letters, digits, '-' and '.')"]
+    assert out.splitlines()[2] == "goo[3].com" and len(out.splitlines()) > 3  # its fills follow
+
+
+def test_a_literal_label_over_63_characters_is_refused_but_a_hole_may_split_one():
+    from types import SimpleNamespace
+
+    from mlmkit.char_mlm.predict import check_pattern
+
+    bundle = SimpleNamespace(masking=SimpleNamespace(max_span=8), data=SimpleNamespace(max_length=200))
+    with pytest.raises(MlmkitError, match="a label is longer than 63 characters"):
+        check_pattern(bundle, "x" * 64 + ".[2].com")
+    check_pattern(bundle, "x" * 40 + "[3]" + "y" * 40 + ".com")  # the hole may be filled with a '.'

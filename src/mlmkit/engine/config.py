@@ -25,6 +25,14 @@ class OptimConfig:
         check_choices(self, "optim")
         check(self.lr > 0, "optim.lr", "must be > 0")
         check(len(self.betas) == 2, "optim.betas", "must be two numbers")
+        # AdamW's moment decays: 1 would never forget, a negative one flips the moments' signs
+        check(all(0.0 <= b < 1.0 for b in self.betas), "optim.betas", "must both be in [0, 1)")
+        check(self.eps > 0, "optim.eps", "must be > 0")  # 0: a parameter with no gradient history divides by zero
+        check(self.weight_decay >= 0, "optim.weight_decay", "must be >= 0")
+        check(self.warmup_steps is None or self.warmup_steps >= 0, "optim.warmup_steps", "must be >= 0")
+        check(0.0 <= self.warmup_ratio <= 1.0, "optim.warmup_ratio", "must be in [0, 1]")
+        check(0.0 <= self.min_lr_ratio <= 1.0, "optim.min_lr_ratio", "must be in [0, 1]")
+        check(self.grad_clip >= 0, "optim.grad_clip", "must be >= 0 (0: no clipping)")
 
 
 @dataclass
@@ -78,6 +86,17 @@ class TrainConfig:
         check(self.grad_accum >= 1, "train.grad_accum", "must be >= 1")
         check(self.max_steps is None or self.max_steps >= 1, "train.max_steps", "must be >= 1")
         check(self.eval_every >= 1, "train.eval_every", "must be >= 1")
+        # Checked here, before any data is prepared: the loop divides by log_every and save_every.
+        check(self.log_every >= 1, "train.log_every", "must be >= 1")
+        check(self.save_every >= 0, "train.save_every", "must be >= 0 (0: only at the end and on a signal)")
+        check(self.keep_checkpoints >= 1, "train.keep_checkpoints", "must be >= 1")
+        check(self.max_bad_steps >= 1, "train.max_bad_steps", "must be >= 1")
+        check(self.epochs > 0, "train.epochs", "must be > 0")
+        check(self.max_minutes is None or self.max_minutes > 0, "train.max_minutes", "must be > 0 (or null: no budget)")
+        check(self.early_stopping_patience is None or self.early_stopping_patience >= 1,
+              "train.early_stopping_patience", "must be >= 1 (or null: no early stopping)")
+        check(self.threads is None or self.threads >= 1, "train.threads", "must be >= 1 (or null: torch's default)")
+        check(0 <= self.seed < 2**63, "train.seed", "must be in [0, 2**63)")  # torch and numpy take no negative seed
         check(self.data_workers >= 0, "train.data_workers", "must be >= 0")
         check(self.dist_timeout_minutes > 0, "train.dist_timeout_minutes", "must be > 0")
         check(self.best_metric.startswith("eval_"), "train.best_metric", "must name an evaluation metric (eval_...)")

@@ -29,10 +29,14 @@ class TokenizerConfig:
     min_frequency: int = 2
     lowercase: bool = True
     train_samples: int = 1_000_000  # records the tokenizer is trained on (streamed; the first ones)
+    # tokenizers.tokenizer_digest of the tokenizer the run uses, filled in by the run; when set, a
+    # run whose tokenizer (trained, cached, loaded) has another digest stops before preparing data
+    fingerprint: Optional[str] = None
 
     def __post_init__(self):
         check_choices(self, "tokenizer")
         check(self.vocab_size >= 100, "tokenizer.vocab_size", "must be >= 100")
+        check(self.min_frequency >= 1, "tokenizer.min_frequency", "must be >= 1")
         check(self.train_samples >= 1, "tokenizer.train_samples", "must be >= 1")
 
 

@@ -34,15 +34,18 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[Fill]]:
     enc = tokenizer(text, return_tensors="pt", truncation=True)
     ids = enc["input_ids"]
     where = (ids[0] == tokenizer.mask_token_id).nonzero().squeeze(1)
+    if len(where) == 0 and tokenizer.mask_token in text:  # truncation cut every mask off
+        raise MlmkitError(f"every mask is past the model's limit of {ids.shape[1]} tokens: shorten the text")
     if len(where) == 0:
-        raise MlmkitError(f"no mask token in the text; write {tokenizer.mask_token} (or [MASK]) where a word is missing")
+        mask = "[MASK]" if tokenizer.mask_token == "[MASK]" else f"{tokenizer.mask_token} (or [MASK])"
+        raise MlmkitError(f"no mask token in the text; write {mask} where a word is missing")
     model.eval()
     device = next(model.parameters()).device
     logits = model(**{k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}).logits[0]
     probs = logits[where].float().softmax(-1)
     results = []
     for row, pos in zip(probs, where.tolist()):
-        values, indices = row.topk(top_k)
+        values, indices = row.topk(min(top_k, row.numel()))  # a top_k over the vocabulary: all of it
         fills = []
         for p, tid in zip(values.tolist(), indices.tolist()):
             filled = ids[0].clone()
@@ -58,14 +61,22 @@ def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[list[Fill]]:
 
 
 def predict_texts(model_path: str, texts: list[str], top_k: int = 5) -> list[dict]:
-    """`mlmkit predict` for a token model: one JSON-ready result per text."""
+    """`mlmkit predict` for a token model: one JSON-ready result per text, in order; a text that
+    cannot be filled (no mask, the masks cut off) gets {"input", "error"} instead of stopping the
+    others."""
     from .model import load_model
     from .tokenizers import load_tokenizer
 
-    tokenizer = load_tokenizer(model_path)
+    tokenizer = load_tokenizer(model_path)  # one without a mask token is refused here, for every text
     model = load_model(model_path)
-    return [{"input": text, "masks": [[f.__dict__ for f in row] for row in fill_mask(model, tokenizer, text, top_k)]}
-            for text in texts]
+    results = []
+    for text in texts:
+        try:
+            results.append({"input": text, "masks": [[f.__dict__ for f in row]
+                                                     for row in fill_mask(model, tokenizer, text, top_k)]})
+        except MlmkitError as e:
+            results.append({"input": text, "error": str(e)})
+    return results
 
 
 def format_fills(result: dict) -> list[str]:

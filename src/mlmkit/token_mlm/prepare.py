@@ -21,11 +21,15 @@ across record and piece boundaries) must run in corpus order anyway, in one proc
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +170,14 @@ def _init_worker(tokenizer, data_cfg, word_ids: bool) -> None:
     _WORKER.update(tokenizer=tokenizer, data=data_cfg, word_ids=word_ids)
 
 
+def _init_pool_worker(tokenizer, data_cfg, word_ids: bool) -> None:
+    # Ctrl-C reaches the whole process group: the parent handles it and terminates the pool,
+    # instead of every worker printing a KeyboardInterrupt traceback. (The workers the pool
+    # starts at first inherit SIG_IGN from the parent; this covers any it starts later.)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _init_worker(tokenizer, data_cfg, word_ids)
+
+
 def encode_item(item: Item) -> ItemResult:
     """Read and tokenise one piece (runs in a worker process)."""
     tok, d, word_ids = _WORKER["tokenizer"], _WORKER["data"], _WORKER["word_ids"]
@@ -284,6 +296,113 @@ def _check_sources(tally: _Tally, data_cfg) -> None:
         raise DataError("contains no text records", ", ".join(data_cfg.validation))
 
 
+# ---------------------------------------------------------------------------------- signals
+class PrepareInterrupted(MlmkitError):
+    """SIGTERM or SIGINT while data was being prepared (nothing was kept)."""
+
+
+class _Interrupts:
+    """While data is prepared, SIGTERM and SIGINT raise `PrepareInterrupted` in the main thread,
+    so the way out terminates the pool and removes the temporary folder, and the command line
+    prints one line and exits 2. (The default SIGTERM killed the process on the spot: the folder
+    stayed in the cache forever, and workers still reading their start-up data from the dead
+    parent printed UnpicklingError tracebacks. SIGINT is not left a KeyboardInterrupt: typer
+    0.29 turns that into a silent exit 0 under `standalone_mode=False`.) A second signal during
+    the clean-up is ignored: it must not be cut short."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.pending: Optional[int] = None  # the signal received (raised at once unless deferred)
+        self.deferring = False
+        self.old: dict = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():  # only it may set handlers
+            self.old = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, old in self.old.items():
+            signal.signal(s, old)
+
+    def _handle(self, signum, frame):
+        if self.pending is None:
+            self.pending = signum
+            if not self.deferring:
+                self.raise_pending()
+
+    def raise_pending(self) -> None:
+        if self.pending is not None:
+            raise PrepareInterrupted(f"data preparation stopped by {signal.Signals(self.pending).name}: "
+                                     "nothing was kept (its temporary folder is removed)")
+
+    @contextlib.contextmanager
+    def deferred(self):
+        """A signal waits for the end of the block (the caller then calls `raise_pending`): an
+        exception while the pool starts would cut a worker off in the middle of its start-up data
+        (an UnpicklingError traceback). SIGINT is even ignored meanwhile, so that the workers
+        started here inherit SIG_IGN from their first instruction: a handler does not survive
+        their exec (nor does a blocked mask), and a Ctrl-C while they import for seconds would
+        print a KeyboardInterrupt traceback per worker. The price: a Ctrl-C in the milliseconds
+        the pool takes to start is lost (press it again)."""
+        self.deferring = True
+        if self.old:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            yield
+        finally:
+            if self.old:
+                signal.signal(signal.SIGINT, self._handle)
+            self.deferring = False
+
+
+def _terminate(pool, before: set, timeout: float = 10.0) -> None:
+    """`pool.terminate()`, but never hanging: a worker killed while it held one of the pool's
+    queue locks (SIGTERM to the whole process group) makes terminate wait for that lock forever.
+    Past `timeout` the workers (the children not in `before`: those the pool started) are killed
+    and the pool's threads left behind (daemons)."""
+    import multiprocessing as mp
+
+    t = threading.Thread(target=pool.terminate, daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        for p in set(mp.active_children()) - before:
+            p.kill()
+
+
+_TEMP_NAME = re.compile(r"\.[0-9a-f]{20}\.[a-z0-9_]+")  # tempfile.mkdtemp(prefix=f".{fingerprint}.")
+STALE_SECONDS = 24 * 3600  # a temporary folder untouched this long is an interrupted prepare's
+
+
+def remove_stale_temporaries(root: Path, log: Callable = print) -> int:
+    """Remove the temporary folders that killed preparations (kill -9, a power cut) left in the
+    cache `root`: those in which nothing was written for a day. A preparation still running
+    appends to its files all the time, so its folder is never taken for stale."""
+    now, removed = time.time(), 0
+    for p in root.glob(".*"):
+        if _TEMP_NAME.fullmatch(p.name) and p.is_dir() and now - _newest_mtime(p) > STALE_SECONDS:
+            shutil.rmtree(p, ignore_errors=True)
+            removed += 1
+    if removed:
+        log(f"removed {removed} stale temporary folder(s) of interrupted preparations in {root}")
+    return removed
+
+
+def _newest_mtime(folder: Path) -> float:
+    """The newest modification time of `folder` and everything in it (now if any of it vanishes
+    while looked at: another process is working there)."""
+    try:
+        newest = folder.stat().st_mtime
+        for dirpath, dirs, files in os.walk(folder):
+            for name in dirs + files:
+                newest = max(newest, os.stat(os.path.join(dirpath, name)).st_mtime)
+        return newest
+    except FileNotFoundError:
+        return time.time()
+
+
 # ---------------------------------------------------------------------------------- prepare
 def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, 8))
@@ -295,26 +414,39 @@ def prepare(data_cfg, tokenizer, *, word_ids: bool, workers: Optional[int] = Non
     if not data_cfg.train:
         raise MlmkitError("config key 'data.train': no training data given (use --data FILE)")
     folder = cache_root(data_cfg) / fingerprint(data_cfg, tokenizer, word_ids)
+    if folder.parent.is_dir():
+        remove_stale_temporaries(folder.parent, log)
     if (folder / "meta.json").is_file():
         log(f"prepared data: {folder} (cached)")
         return load_prepared(folder)
     items = work_items(data_cfg)
     workers = data_cfg.prepare_workers or default_workers()
     workers = max(1, min(workers, len(items)))
-    t0 = time.perf_counter()
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    with _Interrupts() as stops:
+        meta = _prepare_into(folder, items, tokenizer, data_cfg, word_ids, workers, progress, stops)
+    log(f"data {', '.join(data_cfg.train)}: {meta['read']['train']}")
+    if data_cfg.validation:
+        log(f"data {', '.join(data_cfg.validation)}: {meta['read']['validation']}")
+    log(f"prepared data: {folder} ({meta['splits']['train']['tokens']:,} training tokens, "
+        f"{meta['seconds']} s, {workers} worker(s))")
+    return load_prepared(folder)
+
+
+def _prepare_into(folder: Path, items: list[Item], tokenizer, data_cfg, word_ids: bool, workers: int,
+                  progress: bool, stops: _Interrupts) -> dict:
+    """Pack `items` into a temporary folder beside `folder`, renamed to it when complete and
+    removed on any error or signal; returns the meta."""
+    t0 = time.perf_counter()
     total = sum(i.chunk.units for i in items if i.chunk is not None and i.chunk.kind != "parquet")
     bar = progress_bar(total=total or None, desc="preparing", unit="B", unit_scale=True, disable=not progress)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         if workers == 1:
             _init_worker(tokenizer, data_cfg, word_ids)
             meta = _pack_all(items, map(encode_item, items), tmp, tokenizer, data_cfg, word_ids, bar)
         else:
-            import multiprocessing as mp
-
-            with mp.get_context("spawn").Pool(workers, _init_worker, (tokenizer, data_cfg, word_ids)) as pool:
-                meta = _pack_all(items, pool.imap(encode_item, items), tmp, tokenizer, data_cfg, word_ids, bar)
+            meta = _pack_in_pool(items, tmp, tokenizer, data_cfg, word_ids, workers, bar, stops)
         meta["seconds"], meta["workers"] = round(time.perf_counter() - t0, 2), workers
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         if folder.exists():  # another process finished first: theirs is as good
@@ -326,9 +458,19 @@ def prepare(data_cfg, tokenizer, *, word_ids: bool, workers: Optional[int] = Non
         raise
     finally:
         bar.close()
-    log(f"data {', '.join(data_cfg.train)}: {meta['read']['train']}")
-    if data_cfg.validation:
-        log(f"data {', '.join(data_cfg.validation)}: {meta['read']['validation']}")
-    log(f"prepared data: {folder} ({meta['splits']['train']['tokens']:,} training tokens, "
-        f"{meta['seconds']} s, {workers} worker(s))")
-    return load_prepared(folder)
+    return meta
+
+
+def _pack_in_pool(items: list[Item], tmp: Path, tokenizer, data_cfg, word_ids: bool, workers: int, bar,
+                  stops: _Interrupts) -> dict:
+    """`_pack_all` with the items tokenised by a pool of `workers` spawned processes."""
+    import multiprocessing as mp
+
+    before = set(mp.active_children())
+    with stops.deferred():
+        pool = mp.get_context("spawn").Pool(workers, _init_pool_worker, (tokenizer, data_cfg, word_ids))
+    try:
+        stops.raise_pending()
+        return _pack_all(items, pool.imap(encode_item, items), tmp, tokenizer, data_cfg, word_ids, bar)
+    finally:
+        _terminate(pool, before)
