@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from transformers import AutoTokenizer
 
 from mlmkit.data.records import read_texts
-from mlmkit.token_mlm.tokenizers import load_tokenizer, train_tokenizer
+from mlmkit.token_mlm.tokenizers import load_tokenizer, tokenizer_digest, train_tokenizer
 from mlmkit.errors import MlmkitError
 
 SAMPLE = "mlmkit:samples/english.txt"  # the bundled sample
@@ -161,3 +164,89 @@ def test_load_tokenizer_passes_trust_remote_code_and_rejects_slow(monkeypatch):
     with pytest.raises(MlmkitError, match="not a fast tokenizer"):
         load_tokenizer("some/slow-tokenizer", trust_remote_code=True)
     assert seen == {"use_fast": True, "trust_remote_code": True}
+
+
+# ---------------------------------------------------------------- the same vocabulary in every process
+_VOCAB_OF_A_PROCESS = """
+import json
+from mlmkit.data.records import read_texts
+from mlmkit.token_mlm.tokenizers import train_tokenizer
+tok = train_tokenizer(iter(read_texts("mlmkit:samples/english.txt", max_samples=1500)), vocab_size=500,
+                      show_progress=False)
+print(json.dumps(sorted(tok.get_vocab().items(), key=lambda kv: kv[1])))
+"""
+
+
+def test_wordpiece_vocabulary_is_the_same_in_two_processes():
+    # The trainer's hash maps are seeded per process (huggingface/tokenizers#1794): without the
+    # declared continuation symbols, 8 of 8 processes trained 8 different vocabularies on this text.
+    procs = [subprocess.Popen([sys.executable, "-c", _VOCAB_OF_A_PROCESS], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    a, b = (json.loads(out) for out, _ in outs)
+    renumbered = sum(x != y for x, y in zip(a, b))
+    assert a == b, f"{renumbered} of {len(a)} ids differ; tokens in one only: {sorted(set(map(tuple, a)) ^ set(map(tuple, b)))[:6]}"
+
+
+def _plain_training(texts, lowercase):
+    """(the single-character "##" symbols the unseeded `tokenizers` trainer makes, the first
+    characters of the words it counts)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator([texts], trainers.WordPieceTrainer(vocab_size=300, special_tokens=["[UNK]"],
+                                                               continuing_subword_prefix="##", show_progress=False))
+    firsts = {w[0] for t in texts for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(t))}
+    return {t for t in tok.get_vocab() if t.startswith("##") and len(t) == 3}, firsts
+
+
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_wordpiece_declares_every_continuation_the_trainer_makes(corpus, lowercase):
+    # Accents stripped (with lowercase), a capital that lowercases to two characters, CJK split off,
+    # punctuation, a combining mark: a "##" symbol the trainer would make that is not declared gets
+    # a hash-order id again. A declared one the trainer would not make is a character seen only at
+    # the start of words ("ÆSIR"; capitals when cased): a vocabulary slot, and "xÆ" is no [UNK].
+    texts = corpus[:1500] + ["Éclair NAÏVE İSTANBUL 漢字 straße, l'été x\u0301y ÆSIR"] * 2
+    tok = train_tokenizer(texts, vocab_size=600, lowercase=lowercase, show_progress=False)
+    ours = {t for t in tok.get_vocab() if t.startswith("##") and len(t) == 3}
+    plain, firsts = _plain_training(texts, lowercase)
+    assert plain <= ours, f"not declared: {sorted(plain - ours)}"
+    assert {t[2] for t in ours - plain} <= firsts
+    if lowercase:
+        assert ours - plain == {"##æ"}
+
+
+def test_wordpiece_continuation_pieces_are_ordinary_vocabulary(wordpiece):
+    # The declared "##c" symbols were special tokens to the trainer only: in the tokenizer they are
+    # word pieces, which decoding with skip_special_tokens keeps and joins to their word.
+    assert len(wordpiece.backend_tokenizer.get_added_tokens_decoder()) == 5
+    assert sorted(wordpiece.all_special_ids) == [0, 1, 2, 3, 4]
+    ids = wordpiece("unsearchableness of the firmament")["input_ids"]
+    assert any(t.startswith("##") for t in wordpiece.convert_ids_to_tokens(ids))
+    assert wordpiece.decode(ids, skip_special_tokens=True) == "unsearchableness of the firmament"
+
+
+def test_spooled_texts_come_back_unchanged():
+    from mlmkit.token_mlm.tokenizers import _spool, _unspool
+
+    texts = ["two\nlines", "crlf\r\n", 'a "quote" and \\ backslash', "sep\u2028arator", "lone \ud800 surrogate",
+             "", "naïve ☃ 漢字"] * 300
+    spool = io.BytesIO()
+    chars = _spool(iter([texts[:1000], texts[1000:]]), spool)
+    spool.seek(0)
+    assert [t for batch in _unspool(spool) for t in batch] == texts
+    assert chars == set("".join(texts))
+
+
+def test_digest_is_what_training_sees(wordpiece, bpe, corpus, tmp_path):
+    digest = tokenizer_digest(wordpiece)
+    assert len(digest) == 16 and digest != tokenizer_digest(bpe)
+    wordpiece.save_pretrained(tmp_path)
+    again = load_tokenizer(str(tmp_path))
+    # A call with truncation or padding leaves those settings in the backend: not the tokenizer's identity.
+    again(corpus[:4], truncation=True, max_length=8, padding="max_length")
+    assert tokenizer_digest(again) == digest
+    assert tokenizer_digest(train_tokenizer(corpus, vocab_size=1499, show_progress=False)) != digest

@@ -27,16 +27,21 @@ import torch
 from torch.nn import functional as F
 
 from ..data.records import iter_records
-from ..engine.distributed import barrier, init_distributed, unwrap
+from ..config import save_config
+from ..engine.checkpoint import iter_valid, verify
+from ..engine.distributed import barrier, broadcast_object, init_distributed, unwrap
 from ..engine.draws import EVAL_KEY, example_keys
 from ..engine.task import Batch, LossOutput, TaskBase
 from ..errors import ConfigError, MlmkitError
+from ..runs import CONFIG_FILE
 from ..util import mix_seed, stable_hash
 from .data import Sequences
 from .prepare import prepare, tokenizer_folder
 from .masking import TokenMasker
 from .model import SparseMLM, build_model, load_model
-from .tokenizers import load_tokenizer, train_tokenizer
+from .tokenizers import load_tokenizer, tokenizer_digest, train_tokenizer
+
+_TOKENIZER_MARKER = "tokenizer_config.json"  # a folder holds a saved tokenizer (run copy, cache, checkpoint)
 
 
 
@@ -220,9 +225,11 @@ class TokenMLMTask(TaskBase):
 
 
 # ---------------------------------------------------------------------- building from a config
-def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = False) -> TokenMLMTask:
+def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool | str = False) -> TokenMLMTask:
     """Config -> tokenizer, model, prepared (memory-mapped) train/validation sequences, masker.
-    `resume`: reuse the tokenizer this run trained before (see `_run_tokenizer`)."""
+    `resume` (as the engine's: True, "auto" or a checkpoint folder): the tokenizer is the
+    checkpoint's (see `run_tokenizer`). The tokenizer's digest is written into the config
+    (`tokenizer.fingerprint`, and the run's config.yaml)."""
     d, m = cfg.data, cfg.model
     if not d.train:
         raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
@@ -231,10 +238,10 @@ def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = Fa
     # distributed run builds the same model (FSDP shards each rank's copy without broadcasting).
     torch.manual_seed(cfg.train.seed)
     tokenizer = run_tokenizer(cfg, dist_info, resume=resume, log=log, progress=progress)
+    _record_fingerprint(cfg, tokenizer, dist_info)
     if m.init_from:
-        model = load_model(m.init_from, trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle)
-        log(f"continuing pre-training from {m.init_from} "
-            f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
+        model = load_model(m.init_from, trust_remote_code=m.trust_remote_code, allow_pickle=m.allow_pickle,
+                           init=True, allow_partial=m.allow_partial_init, log=log)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
     else:
@@ -252,18 +259,31 @@ def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool = Fa
                         rank=dist_info.rank, world_size=dist_info.world_size)
 
 
-def run_tokenizer(cfg, dist_info, *, resume: bool = False, log=print, progress: bool = True):
-    """`tokenizer.name_or_path`, else the `model.init_from` checkpoint's, else the run's own."""
+def run_tokenizer(cfg, dist_info, *, resume: bool | str = False, log=print, progress: bool = True,
+                  keep_copy: bool = True):
+    """`tokenizer.name_or_path`, else the `model.init_from` checkpoint's, else the run's own
+    (`_run_tokenizer`). A resumed run takes the tokenizer its checkpoint holds and never trains
+    one (`_resumed_tokenizer`). When the config names a fingerprint, the tokenizer must have it.
+    `keep_copy`: keep it in `<output_dir>/tokenizer/` (a training run; `prepare` writes only
+    the cache)."""
     name = cfg.tokenizer.name_or_path or cfg.model.init_from
-    if name:
-        return load_tokenizer(name, trust_remote_code=cfg.model.trust_remote_code)
-    return _run_tokenizer(cfg, dist_info, resume=resume, log=log, progress=progress)
+    found = _resumed_tokenizer(cfg, dist_info, resume, own=not name, log=log) if resume else None
+    if found is not None:
+        tokenizer, where = found
+    elif name:
+        tokenizer, where = load_tokenizer(name, trust_remote_code=cfg.model.trust_remote_code), repr(name)
+    else:
+        tokenizer, where = _run_tokenizer(cfg, dist_info, log=log, progress=progress)
+    _check_fingerprint(cfg, tokenizer, where)
+    if keep_copy and not name and dist_info.is_main:
+        _keep_run_copy(tokenizer, Path(cfg.train.output_dir) / "tokenizer", log)
+    return tokenizer
 
 
 def prepare_run(cfg, *, log=print, progress: bool = True):
     """`mlmkit prepare`: the run's tokenizer and prepared data, made (or found in the cache) now."""
     dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)
-    tokenizer = run_tokenizer(cfg, dist_info, log=log, progress=progress)
+    tokenizer = run_tokenizer(cfg, dist_info, log=log, progress=progress, keep_copy=False)
     return prepare(cfg.data, tokenizer, word_ids=cfg.masking.whole_word, log=log, progress=progress)
 
 
@@ -305,20 +325,17 @@ def training_texts(data_cfg, held_out_too: bool = False):
             yield rec.text
 
 
-def _run_tokenizer(cfg, dist_info, *, resume: bool, log, progress: bool):
-    """The run's tokenizer, trained once on its data and kept in `<output_dir>/tokenizer/`.
+def _run_tokenizer(cfg, dist_info, *, log, progress: bool):
+    """The run's tokenizer, trained once on its data; -> (tokenizer, where it came from).
 
-    A resumed run loads that copy. Otherwise a tokenizer trained earlier on the same data with the
-    same settings is taken from the cache (`prepare.tokenizer_folder`), else rank 0 trains one on
-    the streamed training records (at most `tokenizer.train_samples`) and caches it. Every other
-    rank loads rank 0's copy: tokenizer training is not bit-reproducible, and a rank with another
-    vocabulary would read the embeddings wrongly.
+    A tokenizer trained earlier on the same data with the same settings is taken from the cache
+    (`prepare.tokenizer_folder`), else rank 0 trains one on the streamed training records (at most
+    `tokenizer.train_samples`) and caches it. Every other rank loads rank 0's copy: one file is
+    the simplest way to be sure every rank reads the embeddings with the same vocabulary.
     """
-    run_copy = Path(cfg.train.output_dir) / "tokenizer"
     cached = tokenizer_folder(cfg)
-    marker = "tokenizer_config.json"
-    source = run_copy if resume and (run_copy / marker).is_file() else cached
-    if dist_info.is_main and not (source / marker).is_file():
+    trained = False
+    if dist_info.is_main and not (cached / _TOKENIZER_MARKER).is_file():
         t = cfg.tokenizer
         log(f"training a {t.kind} tokenizer (vocab {t.vocab_size}) on at most {t.train_samples:,} records")
         texts = training_texts(cfg.data)
@@ -333,15 +350,95 @@ def _run_tokenizer(cfg, dist_info, *, resume: bool, log, progress: bool):
                                     lowercase=t.lowercase, model_max_length=cfg.data.max_length,
                                     show_progress=progress)
         save_atomically(tokenizer, cached)
+        trained = True
     barrier(dist_info)  # rank 0's tokenizer is on disk
-    if source == run_copy:
-        log(f"reusing this run's tokenizer from {run_copy}")
-    elif dist_info.is_main:
+    if dist_info.is_main:
         log(f"tokenizer: {cached}")
-    tokenizer = load_tokenizer(str(source))
-    if dist_info.is_main and source != run_copy:
-        tokenizer.save_pretrained(run_copy)
-    return tokenizer
+    return load_tokenizer(str(cached)), ("trained now" if trained else f"cached in {cached}")
+
+
+def _resumed_tokenizer(cfg, dist_info, resume, *, own: bool, log):
+    """(tokenizer, where) for a resumed run, or None when it starts afresh ("auto" with nothing
+    to resume) or its checkpoints hold no tokenizer and it names one (`own` False).
+
+    The tokenizer is the one the model was trained with: the newest checkpoint that verifies
+    holds a copy (`TokenMLMTask.model_files`), or, with a checkpoint folder to resume from, that
+    one. A run whose checkpoints hold none (a bare `EncoderForMaskedLM`) falls back to its own
+    `<output_dir>/tokenizer/`. Without either: an error -- a tokenizer trained now would number
+    the vocabulary otherwise than the one the model learned, and nothing would say so.
+    """
+    if dist_info.is_main:  # rank 0 looks (verifying reads every byte of a checkpoint), all load
+        try:
+            source, error = _resume_source(Path(cfg.train.output_dir), resume, own), ""
+        except MlmkitError as e:
+            source, error = None, str(e)
+    else:
+        source, error = None, ""
+    source, error = broadcast_object((str(source or ""), error), dist_info)
+    if error:
+        raise MlmkitError(error)
+    if not source:
+        return None
+    log(f"reusing this run's tokenizer from {source}")
+    return load_tokenizer(source), f"of {source}"
+
+
+def _resume_source(run: Path, resume, own: bool) -> Path | None:
+    """The folder a resumed run's tokenizer is loaded from (see `_resumed_tokenizer`)."""
+    run_copy = run / "tokenizer"
+    if isinstance(resume, (str, Path)) and resume != "auto":
+        ckpt = Path(resume)
+        problem = verify(ckpt) if ckpt.is_dir() else "no such checkpoint folder"
+        if problem:
+            raise MlmkitError(f"cannot resume from {ckpt}: {problem}")
+        checkpoints = iter([ckpt])
+    else:  # newest first, verified as asked for (the trainer reports the corrupt ones itself)
+        checkpoints = iter_valid(run / "checkpoints", log=lambda s: None)
+    verified = 0
+    for ckpt in checkpoints:
+        verified += 1
+        if (ckpt / _TOKENIZER_MARKER).is_file():
+            return ckpt
+    if own and (run_copy / _TOKENIZER_MARKER).is_file():
+        return run_copy
+    if not own or (resume == "auto" and not verified):
+        return None
+    why = "no checkpoint of it holds a tokenizer" if verified else "it has no checkpoint that verifies"
+    raise MlmkitError(f"cannot resume {run}: {why} and {run_copy} is missing; a tokenizer trained now would not "
+                      "number the vocabulary as the model learned it (restore that folder, or start a new run)")
+
+
+def _keep_run_copy(tokenizer, run_copy: Path, log) -> None:
+    """`<output_dir>/tokenizer/` holds the tokenizer the run uses (restored from a checkpoint
+    when a resumed run lost it; replaced when it held another)."""
+    if (run_copy / _TOKENIZER_MARKER).is_file():
+        if tokenizer_digest(load_tokenizer(str(run_copy))) == tokenizer_digest(tokenizer):
+            return
+        log(f"warning: {run_copy} held another tokenizer; it is replaced by the one this run uses")
+        shutil.rmtree(run_copy)
+    save_atomically(tokenizer, run_copy)
+
+
+def _check_fingerprint(cfg, tokenizer, where: str) -> None:
+    want = cfg.tokenizer.fingerprint
+    got = tokenizer_digest(tokenizer)
+    if want and want != got:
+        raise MlmkitError(f"the tokenizer ({where}) has fingerprint {got}, but the config's tokenizer.fingerprint "
+                          f"is {want}: the run would not use the tokenizer its config names (another tokenizers "
+                          "version, data or settings?); set tokenizer.fingerprint=null to take this one")
+
+
+def _record_fingerprint(cfg, tokenizer, dist_info) -> None:
+    """Write the tokenizer's digest into the config, and into the run's config.yaml (written
+    before the tokenizer was known), so the config names the tokenizer it trained with: a run
+    from that file, on any machine, uses the same one or stops (`_check_fingerprint`)."""
+    digest = tokenizer_digest(tokenizer)
+    if cfg.tokenizer.fingerprint == digest:
+        return
+    cfg.tokenizer.fingerprint = digest
+    saved = Path(cfg.train.output_dir) / CONFIG_FILE
+    if dist_info.is_main and saved.is_file():
+        save_config(cfg, saved)
 
 
 def save_atomically(tokenizer, folder: Path) -> None:
