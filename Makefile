@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.mlmkit-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test chaos bench clean
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,12 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# Randomised fault scenarios (kill -9, SIGTERM, write failures, corrupt bytes, a second process,
+# mistaken commands) on tiny runs, with a summary line; CHAOS_SCENARIOS=N for more or fewer.
+CHAOS_SCENARIOS ?= 200
+chaos: $(STAMP)
+	$(BIN)/python tests/chaos/run.py --scenarios $(CHAOS_SCENARIOS)
 
 demo: $(STAMP)
 	bash scripts/demo.sh $(BIN) $(DEMO_DIR)
