@@ -346,7 +346,10 @@ def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, s
     from safetensors import safe_open
 
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
-        whole = not submodule or any(k.startswith(submodule + ".") for k in f.keys())
+        keys = set(f.keys())
+    # The submodule's own names, unless they are not all its names. (Not "starts with
+    # `submodule.`": ModernBERT's own names start with "model." too, the submodule's name.)
+    whole = not submodule or not keys <= set(model.get_submodule(submodule).state_dict())
     if sharded:
         from safetensors.torch import load_file
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
