@@ -85,14 +85,17 @@ def command_line() -> str:
 
 
 # ------------------------------------------------------------------------------------ data
-def english_texts(max_records: int | None = None) -> tuple[list[str], str]:
+def english_texts(max_records: int | None = None, sample_only: bool = False) -> tuple[list[str], str]:
     """BBC News articles (real English, ~9 MB, one record per paragraph) when the test asset can
-    be had, else the bundled sample. Returns (texts, name)."""
+    be had, else the bundled sample. Returns (texts, name). `sample_only`: the bundled sample
+    without trying the asset (a machine with no network, where pip's retries cost minutes)."""
+    path = None
     sys.path.insert(0, str(ROOT / "tests"))
     try:
-        from assets import bbc_news_dir  # type: ignore
+        if not sample_only:
+            from assets import bbc_news_dir  # type: ignore
 
-        path = bbc_news_dir()
+            path = bbc_news_dir()
     except Exception:  # noqa: BLE001 - any failure: fall back to the bundled sample
         path = None
     finally:
@@ -142,7 +145,8 @@ def get_tokenizer(texts: Sequence[str], name: str, vocab_size: int = VOCAB):
     return PreTrainedTokenizerFast.from_pretrained(str(folder))
 
 
-def build_bert(tokenizer, seed: int = 0, max_length: int = 128, dropout: float | None = None, **overrides):
+def build_bert(tokenizer, seed: int = 0, max_length: int = 128, dropout: float | None = None,
+               size: str = MODEL_SIZE, **overrides):
     """The benchmark model (same function, same seed, same weights for mlmkit and the Trainer).
     `dropout`: hidden and attention dropout (None: BERT's 0.1); it does not change the weights."""
     from mlmkit.token_mlm.model import build_model
@@ -150,7 +154,7 @@ def build_bert(tokenizer, seed: int = 0, max_length: int = 128, dropout: float |
     if dropout is not None:
         overrides.update(hidden_dropout_prob=dropout, attention_probs_dropout_prob=dropout)
     torch.manual_seed(seed)
-    return build_model("bert", MODEL_SIZE, tokenizer, max_length, overrides or None)
+    return build_model("bert", size, tokenizer, max_length, overrides or None)
 
 
 def reference_dataset(texts: Sequence[str], tokenizer, max_length: int, mode: str, offsets: bool = False):
@@ -160,7 +164,10 @@ def reference_dataset(texts: Sequence[str], tokenizer, max_length: int, mode: st
     offset mapping, which whole-word masking in transformers 5 needs."""
     from itertools import chain
 
-    import datasets
+    try:
+        import datasets
+    except ImportError:  # e.g. a GPU machine's image without it: the same rows as plain dicts
+        return _plain_reference_dataset(texts, tokenizer, max_length, mode, offsets)
 
     raw = datasets.Dataset.from_dict({"text": list(texts)})
     if mode == "line_by_line":
@@ -182,6 +189,19 @@ def reference_dataset(texts: Sequence[str], tokenizer, max_length: int, mode: st
     return tokenized.map(group, batched=True, keep_in_memory=True)
 
 
+def _plain_reference_dataset(texts: Sequence[str], tokenizer, max_length: int, mode: str, offsets: bool) -> list:
+    """`reference_dataset` without `datasets`: the same tokenisation and grouping, as a list of
+    dicts (the Trainer takes any sequence of examples)."""
+    kw = dict(return_special_tokens_mask=True, return_offsets_mapping=offsets)
+    if mode == "line_by_line":
+        enc = tokenizer(list(texts), padding=False, truncation=True, max_length=max_length, **kw)
+        return [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
+    enc = tokenizer(list(texts), **kw)
+    cat = {k: [x for row in enc[k] for x in row] for k in enc.keys()}
+    total = len(cat["input_ids"]) // max_length * max_length
+    return [{k: v[i: i + max_length] for k, v in cat.items()} for i in range(0, total, max_length)]
+
+
 # ------------------------------------------------------------------------------------ hyper-parameters
 @dataclass
 class Hparams:
@@ -196,12 +216,12 @@ class Hparams:
 
 
 def mlmkit_configs(out_dir: str, *, steps: int, batch_size: int, hp: Hparams, compile: bool = False,
-                   eval_every: int = 10**9, seed: int = 0):
+                   eval_every: int = 10**9, seed: int = 0, device: str = "cpu", precision: str = "auto"):
     from mlmkit.engine.config import OptimConfig, TrainConfig
 
     tc = TrainConfig(output_dir=out_dir, seed=seed, batch_size=batch_size, max_steps=steps, compile=compile,
                      eval_every=eval_every, eval_at_start=False, log_every=1, save_every=0,
-                     keep_checkpoints=1, progress=False, precision="auto", device="cpu")
+                     keep_checkpoints=1, progress=False, precision=precision, device=device)
     oc = OptimConfig(lr=hp.lr, weight_decay=hp.weight_decay, betas=[0.9, hp.beta2], eps=hp.eps,
                      warmup_ratio=hp.warmup_ratio, schedule="linear", grad_clip=hp.grad_clip)
     return tc, oc
@@ -241,10 +261,11 @@ def steady_rate(times: list[float], tokens: list[float], warmup: int) -> tuple[f
 
 
 def run_trainer(model, tokenizer, dataset, *, steps: int, batch_size: int, hp: Hparams, out_dir: str,
-                collator=None, callbacks: Sequence = (), seed: int = 0, **extra_args):
+                collator=None, callbacks: Sequence = (), seed: int = 0, use_cpu: bool = True, **extra_args):
     """transformers' Trainer as `run_mlm.py` sets it up (its defaults: fused AdamW, linear schedule,
     no workers, random sampler, padding to the batch maximum), with our shared hyper-parameters,
-    no logging / saving / progress bar. Returns (trainer, StepClock)."""
+    no logging / saving / progress bar. `use_cpu=False`: the GPU (with e.g. bf16=True,
+    torch_compile=True in `extra_args`). Returns (trainer, StepClock)."""
     from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
     clock = StepClock()
@@ -253,7 +274,7 @@ def run_trainer(model, tokenizer, dataset, *, steps: int, batch_size: int, hp: H
         learning_rate=hp.lr, weight_decay=hp.weight_decay, adam_beta2=hp.beta2, adam_epsilon=hp.eps,
         warmup_steps=hp.warmup_ratio, lr_scheduler_type="linear", max_grad_norm=hp.grad_clip,
         logging_steps=10**9, save_strategy="no", report_to="none", disable_tqdm=True, seed=seed,
-        use_cpu=True, **extra_args)
+        use_cpu=use_cpu, **extra_args)
     collator = collator or DataCollatorForLanguageModeling(tokenizer, mlm_probability=0.15)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                       callbacks=[clock, *callbacks])
@@ -280,22 +301,29 @@ class StepClock(_trainer_callback_base()):
         self.t0 = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kw):
+        if torch.cuda.is_available():  # the step's kernels, not just their launch (mlmkit's loop
+            torch.cuda.synchronize()  # reads the loss every step, which waits for them too)
         self.times.append(time.perf_counter())
 
 
 # ------------------------------------------------------------------------------------ FLOPs, MFU
-def matmul_peak(threads: int | None = None, n: int = 1024, reps: int = 12) -> float:
-    """Best fp32 matmul GFLOP/s over `reps` n x n products (the machine's practical peak)."""
+def matmul_peak(threads: int | None = None, n: int = 1024, reps: int = 12, device: str = "cpu",
+                dtype: torch.dtype = torch.float32) -> float:
+    """Best matmul GFLOP/s over `reps` n x n products (the machine's practical peak); on a GPU
+    take n = 8192 and bf16, the precision its training runs in."""
     if threads:
         torch.set_num_threads(threads)
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    c = torch.empty(n, n)
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    c = torch.empty(n, n, device=device, dtype=dtype)
+    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     for _ in range(2):
         torch.mm(a, b, out=c)
     best = float("inf")
     for _ in range(reps):
+        sync()
         t = time.perf_counter()
         torch.mm(a, b, out=c)
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 

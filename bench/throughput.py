@@ -11,6 +11,11 @@ alternate round by round in this process; the first `--warmup` steps of every ru
 Tokens are non-padding input tokens. MFU: see bench/common.py for how FLOPs are counted.
 
 Prints per-round numbers, medians, MFU, and as the last line the ratio of median tokens/s.
+
+On a GPU (what `bench/gpu.sh` runs): `--device cuda --precision bf16 --size base --seq 512` and
+`--variants` to pick the runs of one process (mlmkit, trainer, mlmkit_compile, trainer_compile);
+MFU is then against a bf16 matmul peak measured on the GPU, and `--out FILE` writes the result
+there instead of bench/results.json.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import argparse
 import time
 
 import numpy as np
+import torch
 
 import common as C
 
@@ -42,12 +48,20 @@ def main() -> None:
     ap.add_argument("--max-records", type=int, default=None)
     ap.add_argument("--quick", action="store_true", help="smoke test: tiny data, batch 8 x 64, 1 round, 3 steps")
     ap.add_argument("--no-save", action="store_true", help="do not write bench/results.json")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (both sides on the GPU)")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="both sides (autocast)")
+    ap.add_argument("--size", default=C.MODEL_SIZE, help="model size (mlmkit's tiny, mini, small, base)")
+    ap.add_argument("--variants", default=None,
+                    help="comma-separated runs: mlmkit, trainer, mlmkit_compile, trainer_compile "
+                         "(default: mlmkit,trainer, plus mlmkit_compile with --compile)")
+    ap.add_argument("--sample-data", action="store_true", help="the bundled English sample, without trying BBC News")
+    ap.add_argument("--out", default=None, help="write the result JSON here (not bench/results.json)")
     args = ap.parse_args()
     if args.quick:
         args.rounds, args.steps, args.warmup, args.batch, args.seq = 1, 2, 1, 8, 64
         args.max_records = args.max_records or 1000
     C.setup(args.threads)
-    if args.compile and not args.warm_compile_cache:
+    if (args.compile or "compile" in (args.variants or "")) and not args.warm_compile_cache:
         import os
         import tempfile
 
@@ -59,7 +73,7 @@ def main() -> None:
     from mlmkit.engine.loop import train
 
     t0 = time.perf_counter()
-    texts, data_name = C.english_texts(args.max_records)
+    texts, data_name = C.english_texts(args.max_records, sample_only=args.sample_data)
     tok = C.get_tokenizer(texts, data_name)
     t_tok = time.perf_counter()
     seqs = group_texts(texts, tok, args.seq, progress=False)
@@ -71,17 +85,20 @@ def main() -> None:
     print(f"data: {data_name}, {len(texts):,} records; mlmkit {len(seqs):,} sequences "
           f"({seqs.num_tokens():,} tokens, prep {t_mlm_prep:.1f}s); reference {len(ref_ds):,} sequences "
           f"(prep {t_ref_prep:.1f}s); setup {time.perf_counter() - t0:.0f}s")
-    peak = C.matmul_peak(args.threads)
-    print(f"measured fp32 matmul peak: {peak:.0f} GFLOP/s ({args.threads} threads)")
+    gpu = args.device.startswith("cuda")
+    peak_dtype = torch.bfloat16 if args.precision == "bf16" and gpu else torch.float32
+    peak = C.matmul_peak(args.threads, device=args.device, dtype=peak_dtype, n=8192 if gpu else 1024)
+    print(f"measured {str(peak_dtype)[6:]} matmul peak: {peak:.0f} GFLOP/s "
+          f"({torch.cuda.get_device_name() if gpu else f'{args.threads} threads'})")
 
     hp = C.Hparams()
     p = args.dropout
     n_steps = args.warmup + args.steps
-    dims = C.bert_dims(C.build_bert(tok))
     B, T = args.batch, args.seq
+    dims = C.bert_dims(C.build_bert(tok, max_length=T, size=args.size))
 
     # Fraction of positions mlmkit predicts (the sparse head's share of the FLOPs), measured.
-    probe = TokenMLMTask(C.build_bert(tok), tok, seqs, None, masker, batch_size=B, seed=0)
+    probe = TokenMLMTask(C.build_bert(tok, max_length=T, size=args.size), tok, seqs, None, masker, batch_size=B, seed=0)
     it = probe.train_batches(0)
     got = [next(it) for _ in range(min(20, probe.num_batches(0)))]
     pred_frac = sum(int(b["targets"].numel()) for b in got) / sum(int(b["attention_mask"].sum()) for b in got)
@@ -91,11 +108,12 @@ def main() -> None:
     flops_tok_mlm = C.train_flops(dims, [T], T * pred_frac, last_layer_sparse=not args.no_last_layer) / T
 
     def run_mlmkit(r: int, compile: bool = False) -> dict:
-        model = C.build_bert(tok, dropout=p)
+        model = C.build_bert(tok, max_length=T, dropout=p, size=args.size)
         task = TokenMLMTask(model, tok, seqs, None, masker, batch_size=B, seed=r)
         task.model.last_layer = not args.no_last_layer
         with C.tempdir("mlmkit-bench-") as d:
-            tc, oc = C.mlmkit_configs(d, steps=n_steps, batch_size=B, hp=hp, compile=compile, seed=r)
+            tc, oc = C.mlmkit_configs(d, steps=n_steps, batch_size=B, hp=hp, compile=compile, seed=r,
+                                      device=args.device, precision=args.precision)
             start = time.perf_counter()
             train(task, tc, oc, save_final=False, log=lambda s: None)
             wall = time.perf_counter() - start
@@ -105,11 +123,15 @@ def main() -> None:
         return {"tokens_per_s": C.med(rates), "step_rates": rates, "mean_tokens_per_s": mean_tps,
                 "s_per_step": sps, "first_step_s": times[0], "wall_s": wall}
 
-    def run_reference(r: int) -> dict:
-        model = C.build_bert(tok, dropout=p)
+    def run_reference(r: int, compile: bool = False) -> dict:
+        model = C.build_bert(tok, max_length=T, dropout=p, size=args.size)
+        extra = {"bf16": True} if args.precision == "bf16" else {}
+        if compile:
+            extra["torch_compile"] = True
         with C.tempdir("hf-bench-") as d:
             start = time.perf_counter()
-            _, clock = C.run_trainer(model, tok, ref_ds, steps=n_steps, batch_size=B, hp=hp, out_dir=d, seed=r)
+            _, clock = C.run_trainer(model, tok, ref_ds, steps=n_steps, batch_size=B, hp=hp, out_dir=d, seed=r,
+                                     use_cpu=not gpu, **extra)
             wall = time.perf_counter() - start
         cum = [B * T * (i + 1) for i in range(len(clock.times))]  # group_texts: no padding
         rel = [t - clock.t0 for t in clock.times]
@@ -118,9 +140,11 @@ def main() -> None:
         return {"tokens_per_s": C.med(rates), "step_rates": rates, "mean_tokens_per_s": mean_tps,
                 "s_per_step": sps, "first_step_s": rel[0], "wall_s": wall}
 
-    fns = {"mlmkit": lambda r: run_mlmkit(r), "trainer": run_reference}
-    if args.compile:
-        fns["mlmkit_compile"] = lambda r: run_mlmkit(r, compile=True)
+    every = {"mlmkit": lambda r: run_mlmkit(r), "trainer": lambda r: run_reference(r),
+             "mlmkit_compile": lambda r: run_mlmkit(r, compile=True),
+             "trainer_compile": lambda r: run_reference(r, compile=True)}
+    names = args.variants.split(",") if args.variants else ["mlmkit", "trainer"] + ["mlmkit_compile"] * args.compile
+    fns = {k: every[k] for k in names}
     runs = C.rounds_alternating(args.rounds, fns)
     for r in range(args.rounds):
         print(f"round {r + 1}: " + "  ".join(
@@ -133,7 +157,7 @@ def main() -> None:
         # processes' load comes in bursts that hit some steps, and the median ignores them.
         all_rates = [x for run in runs[k] for x in run["step_rates"]]
         per_round = [x["tokens_per_s"] for x in runs[k]]
-        ft = flops_tok_ref if k == "trainer" else flops_tok_mlm
+        ft = flops_tok_ref if k.startswith("trainer") else flops_tok_mlm
         m = C.med(all_rates)
         summary[k] = {
             "tokens_per_s": m, "tokens_per_s_per_round": per_round,
@@ -148,22 +172,32 @@ def main() -> None:
         print(f"{k:15s} {m:,.0f} tok/s (median of {len(all_rates)} steps; per-round medians "
               f"{', '.join(f'{x:,.0f}' for x in per_round)})  MFU {summary[k]['mfu']:.1%} "
               f"({ft / 1e6:.1f} MFLOP/token counted; dense-equivalent MFU {summary[k]['mfu_dense_equivalent']:.1%})")
-    ratio = summary["mlmkit"]["tokens_per_s"] / summary["trainer"]["tokens_per_s"]
-    per_round = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs["mlmkit"], runs["trainer"])]
     result = {
         "data": data_name, "model": dims, "batch": B, "seq": T, "threads": args.threads,
         "dropout": 0.1 if p is None else p, "last_layer_sparse": not args.no_last_layer,
         "rounds": args.rounds, "timed_steps": args.steps, "warmup_steps": args.warmup,
-        "peak_gflops": peak, "predicted_fraction": pred_frac, "runs": summary,
-        "ratio": ratio, "ratio_per_round": per_round, "quick": args.quick,
+        "peak_gflops": peak, "predicted_fraction": pred_frac, "runs": summary, "quick": args.quick,
         "prep_s": {"mlmkit": t_mlm_prep, "reference": t_ref_prep},
+        "device": torch.cuda.get_device_name() if gpu else "cpu", "precision": args.precision, "size": args.size,
+        "peak_dtype": str(peak_dtype)[6:],
     }
-    if args.compile:
+    _report(args, runs, summary, result)
+
+
+def _report(args, runs: dict, summary: dict, result: dict) -> None:
+    """Ratios and compile times of the runs there are; the result JSON; the last lines."""
+    for k in ("mlmkit_compile", "trainer_compile"):
+        if k in summary:  # the first run's first step, less a steady step (later runs reuse the code)
+            mc = summary[k]
+            mc["compile_s"] = mc["first_step_s"][0] - args.batch * args.seq / mc["tokens_per_s"]
+    per_round = None
+    if "mlmkit" in summary and "trainer" in summary:
+        result["ratio"] = summary["mlmkit"]["tokens_per_s"] / summary["trainer"]["tokens_per_s"]
+        per_round = [a["tokens_per_s"] / b["tokens_per_s"] for a, b in zip(runs["mlmkit"], runs["trainer"])]
+        result["ratio_per_round"] = per_round
+    if {"mlmkit", "trainer", "mlmkit_compile"} <= set(summary):
         mc = summary["mlmkit_compile"]
         result["ratio_compile"] = mc["tokens_per_s"] / summary["trainer"]["tokens_per_s"]
-        # Compile time: the first run's first step, less a steady step (later runs in this process
-        # reuse the compiled code).
-        mc["compile_s"] = mc["first_step_s"][0] - args.batch * args.seq / mc["tokens_per_s"]
         # How long a run must be for compile to pay off: compile_s / (eager s/token - compiled s/token)
         gain = 1 / summary["mlmkit"]["tokens_per_s"] - 1 / mc["tokens_per_s"]
         mc["break_even_tokens"] = mc["compile_s"] / gain if gain > 0 else None
@@ -171,10 +205,17 @@ def main() -> None:
         print(f"mlmkit (train.compile=true) / Trainer: {result['ratio_compile']:.2f}x; compile time "
               f"{mc['compile_s']:.0f}s ({'cold' if not args.warm_compile_cache else 'warm'} cache); pays off after "
               + (f"{be:,.0f} tokens ({be / mc['tokens_per_s'] / 60:.1f} min)" if be else "never"))
-    if not args.no_save:
+    if args.out:
+        import json
+        from pathlib import Path
+
+        Path(args.out).write_text(json.dumps({"machine": C.machine_info(), "command": C.command_line(), **result},
+                                             indent=2, default=float) + "\n")
+    elif not args.no_save:
         C.save_result("1_throughput", result)
-    print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in per_round)}")
-    print(f"throughput ratio mlmkit/Trainer (median-step tokens/s, {args.rounds} rounds): {ratio:.2f}x")
+    if per_round is not None:
+        print(f"per-round ratios: {', '.join(f'{x:.2f}' for x in per_round)}")
+        print(f"throughput ratio mlmkit/Trainer (median-step tokens/s, {args.rounds} rounds): {result['ratio']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -45,15 +45,18 @@ class CharModelConfig(ModelSection):
     size: Literal["tiny", "mini", "small", "base"] = "tiny"  # scratch encoder size (config.MODEL_SIZES)
     # init_from (canine): hub name or local folder of a CANINE checkpoint, e.g. google/canine-c;
     # overrides: CanineConfig kwargs of a fresh CANINE model
+
     downsampling_rate: int = 1  # scratch encoder: 1, 2 or 4
     hidden_size: Optional[int] = None  # scratch: override the size's width
     num_layers: Optional[int] = None  # scratch: override the size's depth
-    num_heads: Optional[int] = None
-    intermediate_size: Optional[int] = None
-    dropout: float = 0.1
+    num_heads: Optional[int] = None  # scratch: override the size's attention heads
+    intermediate_size: Optional[int] = None  # scratch: override the size's feed-forward width
+    dropout: float = 0.1  # dropout of the scratch encoder and the autoregressive head
     ngram_buckets: int = 0  # scratch: hashed n-gram input embeddings, rows per order (0: off; e.g. 32768)
     ngram_max: int = 5  # scratch: longest hashed n-gram (orders 2..ngram_max)
     ngram_dim: int = 0  # scratch: width of the n-gram rows, projected to the encoder width (0: encoder width)
+    # span head: autoregressive (each span left to right, seeing the characters before) or
+    # parallel (one softmax per masked character, BERT style)
     head: Literal["autoregressive", "parallel"] = "autoregressive"
     head_kind: Literal["gru", "transformer"] = "gru"  # autoregressive head
     head_size: Optional[int] = None  # head width (default: encoder width)
@@ -68,6 +71,10 @@ class CharModelConfig(ModelSection):
     cloze_windows: int = 3  # cloze: every character starts a training window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
+    # The token family's key, with what each encoder has: scratch and cloze attend with
+    # nn.TransformerEncoderLayer, which is PyTorch's SDPA (its flash kernel on GPUs), nothing else;
+    # transformers' CANINE has plain (eager) attention only. auto: the encoder's own.
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
 
     def __post_init__(self):
         super().__post_init__()
@@ -97,6 +104,11 @@ class CharModelConfig(ModelSection):
         check(0 <= self.cloze_windows <= 8, "model.cloze_windows", "must be in [0, 8]")
         check(self.arch != "cloze" or self.downsampling_rate == 1, "model.downsampling_rate", "must be 1 with arch: cloze")
         check(self.ngram_lr_scale > 0, "model.ngram_lr_scale", "must be > 0")
+        own = "eager" if self.arch == "canine" else "sdpa"
+        check(self.attn_implementation in ("auto", own), "model.attn_implementation",
+              f"the {self.arch} encoder's attention is {own} only" + (
+                  " (transformers' CANINE has no other)" if own == "eager" else
+                  " (nn.TransformerEncoderLayer: PyTorch's SDPA, which picks its flash kernel on GPUs itself)"))
         for k in ("hidden_size", "num_layers", "num_heads", "intermediate_size", "head_size"):
             v = getattr(self, k)
             check(v is None or v >= 1, f"model.{k}", "must be >= 1")

@@ -30,6 +30,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
 
 def ngram_hash_step(h: torch.Tensor, c: torch.Tensor, salt: int) -> torch.Tensor:
     """Extend the rolling hash `h` of an n-gram by one more character id `c` (non-negative int64;
@@ -48,6 +50,20 @@ def ngram_tables(model: nn.Module) -> list[nn.Embedding]:
 def _stack(n: int, d: int, heads: int, ff: int, dropout: float) -> nn.TransformerEncoder:
     layer = nn.TransformerEncoderLayer(d, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
     return nn.TransformerEncoder(layer, n, enable_nested_tensor=False)
+
+
+def run_stack(stack: nn.TransformerEncoder, x: torch.Tensor, recompute: bool, mask=None,
+              src_key_padding_mask=None, is_causal: Optional[bool] = None) -> torch.Tensor:
+    """`stack(x, ...)`, or with `recompute` (gradient checkpointing, in training) its layers one by
+    one, each in a non-reentrant checkpoint: only each layer's input is kept for the backward
+    pass, the rest is recomputed there. The layers turn a boolean padding mask into the same
+    additive one the stack would, so both give the same numbers."""
+    if not (recompute and torch.is_grad_enabled()):
+        return stack(x, mask=mask, src_key_padding_mask=src_key_padding_mask, is_causal=is_causal)
+    for layer in stack.layers:
+        x = checkpoint(layer, x, src_mask=mask, src_key_padding_mask=src_key_padding_mask,
+                       is_causal=bool(is_causal), use_reentrant=False)
+    return x if stack.norm is None else stack.norm(x)
 
 
 class ScratchCharEncoder(nn.Module):
@@ -97,6 +113,14 @@ class ScratchCharEncoder(nn.Module):
             self.up_proj = nn.Linear(2 * d, d)
             self.final_layer = _stack(1, d, num_heads, intermediate_size, dropout)
         self.final_norm = nn.LayerNorm(d)
+        self.gradient_checkpointing = False  # a training setting, not part of the saved config
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each transformer layer's activations in the backward pass (`run_stack`)."""
+        self.gradient_checkpointing = True
+
+    def _stack(self, stack: nn.TransformerEncoder, x: torch.Tensor, **kw) -> torch.Tensor:
+        return run_stack(stack, x, self.gradient_checkpointing and self.training, **kw)
 
     def forward(self, input_idx: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
         B, L = input_idx.shape
@@ -110,11 +134,11 @@ class ScratchCharEncoder(nn.Module):
         pad = attention_mask == 0
         if self.causal:  # padding only follows a row: a real position never attends to it
             mask = nn.Transformer.generate_square_subsequent_mask(L, device=x.device, dtype=x.dtype)
-            return self.final_norm(self.deep(x, mask=mask, is_causal=True))
+            return self.final_norm(self._stack(self.deep, x, mask=mask, is_causal=True))
         if self.rate == 1:
-            return self.final_norm(self.deep(x, src_key_padding_mask=pad))
+            return self.final_norm(self._stack(self.deep, x, src_key_padding_mask=pad))
         r = self.rate
-        h_char = self.char_layer(x, src_key_padding_mask=pad)
+        h_char = self._stack(self.char_layer, x, src_key_padding_mask=pad)
         Lp = (L + r - 1) // r * r
         h_pad = F.pad(h_char, (0, 0, 0, Lp - L))
         m_pad = F.pad(attention_mask, (0, Lp - L))
@@ -122,10 +146,10 @@ class ScratchCharEncoder(nn.Module):
         M = mol.shape[1]
         mol_mask = m_pad.view(B, M, r).amax(-1)
         mol = self.down_norm(mol + self.mol_pos(torch.arange(M, device=mol.device))[None])
-        mol = self.deep(mol, src_key_padding_mask=mol_mask == 0)
+        mol = self._stack(self.deep, mol, src_key_padding_mask=mol_mask == 0)
         up = mol.repeat_interleave(r, dim=1)[:, :L]
         h = self.up_proj(torch.cat([h_char, up], -1))
-        return self.final_norm(self.final_layer(h, src_key_padding_mask=pad))
+        return self.final_norm(self._stack(self.final_layer, h, src_key_padding_mask=pad))
 
 
     def ngram_ids(self, input_idx: torch.Tensor) -> torch.Tensor:
@@ -174,6 +198,10 @@ class ClozeCharEncoder(nn.Module):
         self.hidden_size = 2 * self.fwd.hidden_size
         self.max_positions = self.fwd.max_positions
 
+    def gradient_checkpointing_enable(self) -> None:
+        self.fwd.gradient_checkpointing_enable()
+        self.bwd.gradient_checkpointing_enable()
+
     def forward(self, input_idx: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
         rev = reverse_index(attention_mask)
         bwd = self.bwd(input_idx.gather(1, rev), attention_mask)
@@ -219,6 +247,13 @@ class CanineCharEncoder(nn.Module):
             self.canine.pooler.requires_grad_(False)
         self.hidden_size = self.canine.config.hidden_size
         self.max_positions = self.canine.config.max_position_embeddings
+
+    def gradient_checkpointing_enable(self) -> None:
+        """transformers' own checkpointing of CANINE's layers (non-reentrant, as the scratch encoder's)."""
+        if hasattr(self.canine, "activation_checkpointing_enable"):  # its name since transformers 5.x
+            self.canine.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            self.canine.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
         out = self.canine(input_ids=input_ids, attention_mask=attention_mask)

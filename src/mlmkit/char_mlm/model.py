@@ -76,6 +76,12 @@ class CharMLMModel(nn.Module):
             for table in ngram_tables(self):
                 table.sparse = True
 
+    def gradient_checkpointing_enable(self) -> None:
+        """`train.gradient_checkpointing`: the encoder's layers recompute their activations in the
+        backward pass. The span head is not: it is one or two layers over the predicted spans only,
+        while the encoder's activations grow with its depth and every character."""
+        self.encoder.gradient_checkpointing_enable()
+
     def encoder_config(self) -> dict:
         if isinstance(self.encoder, CanineCharEncoder):
             return self.encoder.canine.config.to_dict()

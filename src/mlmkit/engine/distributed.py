@@ -33,10 +33,13 @@ class Dist:
 
 def init_distributed(strategy: str = "auto", timeout_minutes: float = 60.0) -> Dist:
     """Join the process group torchrun describes in the environment (RANK, WORLD_SIZE,
-    MASTER_ADDR, ...); NCCL on CUDA, gloo on CPU. A single process ignores `strategy`.
+    MASTER_ADDR, ...); NCCL on CUDA, gloo on CPU. A single process ignores `strategy`, except
+    "fsdp" when torchrun started it: FSDP over one rank runs the code it runs over many (sharding,
+    the gathered checkpoints), which is how a one-GPU machine smoke-tests a multi-GPU run.
     `timeout_minutes`: how long a collective may wait (rank 0 preparing data, say)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if world <= 1:
+    launched = all(k in os.environ for k in ("RANK", "MASTER_ADDR", "MASTER_PORT"))
+    if world <= 1 and not (strategy == "fsdp" and launched):
         return Dist()
     import torch.distributed as dist
 

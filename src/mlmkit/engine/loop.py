@@ -1,10 +1,11 @@
 """The training loop, cut into named steps (after nanoGPT's train.py, readable in one sitting).
 
 It drives any `Task` (token MLM, character MLM, classification): AdamW with warmup then
-linear/cosine decay, gradient accumulation (token-weighted across micro-batches and ranks),
-clipping, mixed precision chosen per device, periodic evaluation with early stopping and an
-optional best checkpoint, atomic checkpoints with exact resume, NaN/inf skipping, SIGTERM/SIGINT
-save-and-exit, and DDP/FSDP when launched by torchrun.
+linear/cosine/warmup-stable-decay schedules, gradient accumulation (token-weighted across
+micro-batches and ranks), gradient checkpointing, clipping, mixed precision chosen per device,
+periodic evaluation with early stopping and an optional best checkpoint, atomic checkpoints with
+exact resume, NaN/inf skipping, SIGTERM/SIGINT save-and-exit, and DDP/FSDP when launched by
+torchrun.
 
     set-up:      devices, model placement (FSDP sharding), optimiser, resume, wrappers, plan
     micro-batch: forward + backward of one micro-batch, scaled by the step's target count
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 import torch
 
-from ..errors import MlmkitError
+from ..errors import ConfigError, MlmkitError
 from ..util import one_line
 from ..folders import claim, held
 from ..report.loggers import SAMPLES_FILE, build_loggers
@@ -116,6 +117,16 @@ class GracefulExit:
             signal.signal(sig, old)
 
 
+def enable_gradient_checkpointing(model: torch.nn.Module) -> None:
+    """`train.gradient_checkpointing`: the model's own `gradient_checkpointing_enable()` (the name
+    transformers gives it; mlmkit's models have one too), since only the model knows its layers."""
+    enable = getattr(model, "gradient_checkpointing_enable", None)
+    if enable is None:
+        raise ConfigError(f"config key 'train.gradient_checkpointing': {type(model).__name__} cannot recompute "
+                          "its activations (it has no gradient_checkpointing_enable() method)")
+    enable()
+
+
 def batches_forever(task: Task, state: TrainState, workers: int = 0, pin_memory: bool = False):
     """Yield (epoch, index, batch) from the saved position on, across epochs."""
     epoch, start = state.epoch, state.batch_in_epoch
@@ -188,6 +199,8 @@ class Trainer:
     def _place_model(self) -> torch.nn.Module:
         model = self.task.model.to(self.device)
         model.train()
+        if self.cfg.gradient_checkpointing:  # before sharding and compiling, which wrap the layers
+            enable_gradient_checkpointing(model)
         self.skeleton = None  # FSDP: an unsharded meta-device copy, to save the final model from
         if self.dist.fsdp:
             import copy
@@ -349,10 +362,14 @@ class Trainer:
         # From the first evaluation to the last write: a SIGTERM/SIGINT in an evaluation or while the
         # run finishes is noted, not fatal (the loop saves and stops; finishing completes the run).
         with GracefulExit() as graceful:
+            self.eval_seconds = 0.0  # what the last evaluation took (the bar's total pays for those to come)
             if self.state.step == 0 and self.cfg.eval_at_start:
+                t0 = time.perf_counter()
                 self._evaluate_start()
+                self.eval_seconds = time.perf_counter() - t0
             self.t_start = time.perf_counter()
             self.first_step = self.state.step
+            self.train_seconds, self.step_clock = 0.0, self.t_start  # training time only: see _count
             try:
                 while not self._out_of_budget():
                     if not self._train_step():
@@ -400,8 +417,9 @@ class Trainer:
             micro.append(batch)
             self.state.epoch, self.state.batch_in_epoch = epoch, index + 1
         denom, result, elapsed = self._loss_divisor(micro)
-        lr = self.optim_cfg.lr * lr_factor(self._progress(elapsed), self.warmup, self.optim_cfg.schedule,
-                                           self.optim_cfg.min_lr_ratio)
+        o = self.optim_cfg
+        lr = o.lr * lr_factor(self._progress(elapsed), self.warmup, o.schedule, o.min_lr_ratio,
+                              decay_ratio=o.decay_ratio, decay_shape=o.decay_shape)
         for group in self.optimizer.param_groups:
             group["lr"] = lr * group.get("lr_scale", 1.0)
         for j, batch in enumerate(micro):
@@ -509,10 +527,17 @@ class Trainer:
         distributed = result.global_tokens is not None
         state.tokens += int(result.global_tokens) if distributed else result.tokens
         state.targets += int(result.global_targets) if distributed else result.targets
+        # Training time: since the end of the last step, evaluation or checkpoint (each of those
+        # moves step_clock on). The rate over wall time since t_start was wrong both ways: it
+        # counted evaluations as training, and t_start is reset at every checkpoint while the
+        # steps were counted from the start (a 10-minute run that ended at step 1,033 showed a
+        # total of 2,505 after its checkpoint at step 500).
+        now = time.perf_counter()
+        self.train_seconds, self.step_clock = self.train_seconds + now - self.step_clock, now
         if self.budget_s is not None:  # a time budget: the bar's total is where it will end
-            steps_timed = state.step - self.first_step
-            total = budgeted_total(state.step, steps_timed, time.perf_counter() - self.t_start,
-                                   self.budget_s - self._elapsed(), self.total_steps)
+            total = budgeted_total(state.step, state.step - self.first_step, self.train_seconds,
+                                   self.budget_s - self._elapsed(), self.total_steps,
+                                   eval_every=self.cfg.eval_every, eval_seconds=self.eval_seconds)
             if total != self.bar.total:
                 self.bar.total = total
         self.bar.update(1)
@@ -541,7 +566,16 @@ class Trainer:
             self._track_best(first)  # training may only make it worse: the start is a candidate
 
     def _evaluate(self) -> bool:
-        """Evaluate, log, track the best; True if early stopping ends the run."""
+        """Evaluate, log, track the best; True if early stopping ends the run. Timed: the time
+        budget pays for evaluations too, and the bar's total for those still to come."""
+        t0 = time.perf_counter()
+        try:
+            return self._evaluate_and_track()
+        finally:
+            self.step_clock = time.perf_counter()
+            self.eval_seconds = self.step_clock - t0
+
+    def _evaluate_and_track(self) -> bool:
         state = self.state
         self.last_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
         if not self.last_eval:
@@ -608,6 +642,7 @@ class Trainer:
         self.state.elapsed += time.perf_counter() - self.t_start
         self.t_start = time.perf_counter()
         self._save()
+        self.step_clock = time.perf_counter()  # nor as training time (see _count)
 
     def _save(self) -> None:
         if self.saved_step == self.state.step:  # e.g. a periodic save of this very step

@@ -163,13 +163,32 @@ def clip_grad_norm(parameters, max_norm: float):
     return total
 
 
-def lr_factor(progress: float, warmup: float, schedule: str, min_ratio: float) -> float:
-    """Multiplier of the peak LR at `progress` in [0, 1] of the run; `warmup` is a fraction."""
+def lr_factor(progress: float, warmup: float, schedule: str, min_ratio: float, *,
+              decay_ratio: float = 0.2, decay_shape: str = "1-sqrt") -> float:
+    """Multiplier of the peak LR at `progress` in [0, 1] of the run; `warmup` is a fraction.
+    `decay_ratio` and `decay_shape` shape the `wsd` schedule only."""
     if warmup > 0 and progress < warmup:
         return max(progress / warmup, 1e-3)
     if schedule == "constant":
         return 1.0
+    if schedule == "wsd":
+        return _wsd(progress, warmup, min_ratio, decay_ratio, decay_shape)
     rest = min(1.0, (progress - warmup) / max(1e-9, 1.0 - warmup))
     if schedule == "cosine":
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * rest))
     return min_ratio + (1 - min_ratio) * (1 - rest)
+
+
+def _wsd(progress: float, warmup: float, min_ratio: float, decay_ratio: float, shape: str) -> float:
+    """Warmup-stable-decay after the warmup: the peak LR until the last `decay_ratio` of the run,
+    then down to `min_ratio`. Why: the stable phase does not depend on where the run ends, so a
+    run can be continued or cut (a time budget) and only the short decay is planned from the end;
+    at the same compute it matches cosine (Hu et al. 2024, MiniCPM; Hagele et al. 2024), and
+    "1-sqrt", which stays high longer and drops at the end, did best in the latter (ModernBERT
+    decays that way). A decay longer than what the warmup leaves starts when the warmup ends."""
+    start = max(warmup, 1.0 - decay_ratio)
+    if progress < start:
+        return 1.0
+    done = min(1.0, (progress - start) / max(1e-9, 1.0 - start))
+    drop = math.sqrt(done) if shape == "1-sqrt" else done
+    return min_ratio + (1 - min_ratio) * (1 - drop)

@@ -24,10 +24,10 @@ class TokenDataConfig(DataSection):
 @dataclass
 class TokenizerConfig:
     name_or_path: Optional[str] = None  # None: train one (from scratch) or use the init_from checkpoint's
-    kind: Literal["wordpiece", "bpe"] = "wordpiece"
-    vocab_size: int = 8192
-    min_frequency: int = 2
-    lowercase: bool = True
+    kind: Literal["wordpiece", "bpe"] = "wordpiece"  # algorithm of a tokenizer trained for the run
+    vocab_size: int = 8192  # vocabulary of a trained tokenizer (special tokens included)
+    min_frequency: int = 2  # a trained tokenizer merges only pairs seen at least this often
+    lowercase: bool = True  # a trained tokenizer lowercases the text (uncased model)
     train_samples: int = 1_000_000  # records the tokenizer is trained on (streamed; the first ones)
     # tokenizers.tokenizer_digest of the tokenizer the run uses, filled in by the run; when set, a
     # run whose tokenizer (trained, cached, loaded) has another digest stops before preparing data
@@ -44,16 +44,22 @@ class TokenizerConfig:
 class TokenModelConfig(ModelSection):
     arch: str = "bert"  # any transformers masked-LM model type: bert, roberta, distilbert, modernbert, ...
     size: Literal["tiny", "mini", "small", "base"] = "tiny"
-    trust_remote_code: bool = False
-    allow_pickle: bool = False  # load pickled weights (*.bin) of init_from: only for files you trust
+    trust_remote_code: bool = False  # run a hub model's own Python code (init_from): only for repositories you trust
+    # pickled weights (*.bin) load through torch's weights-only loader, which refuses code; true:
+    # also what that loader refuses (objects beyond tensors; a pickle can run code): only for files you trust
+    allow_pickle: bool = False
     sparse_prediction: bool = True  # vocabulary projection only on masked positions
+    # transformers' attention kernel, for a new model and for init_from: sdpa (PyTorch's fused
+    # attention), eager (plain matmuls), flash_attention_2 (the flash-attn package, CUDA only);
+    # auto: sdpa where the architecture has it, else eager
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = "auto"
 
 
 @dataclass
 class TokenMaskingConfig(MaskingSection):
     mask_fraction: float = 0.8  # of selected tokens: replaced by [MASK]
     random_fraction: float = 0.1  # replaced by a random non-special token; the rest stay unchanged
-    whole_word: bool = False
+    whole_word: bool = False  # mask every sub-token of a selected word together (whole-word masking)
 
     def __post_init__(self):
         super().__post_init__()

@@ -8,11 +8,14 @@ mlmkit's trainer can pre-train it like any transformers model.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..engine.compiling import repeated_layers
 
 
 class MaskedLMHead(nn.Module):
@@ -59,6 +62,31 @@ class EncoderForMaskedLM(nn.Module):
             if tie_to.weight.shape != self.head.decoder.weight.shape:
                 raise ValueError("tied embedding must be (vocab_size, hidden_size)")
             self.head.decoder.weight = tie_to.weight
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute the encoder's activations in the backward pass (`train.gradient_checkpointing`):
+        the encoder's own method if it has one (a transformers model, or yours), else each block of
+        its layer stack (`repeated_layers`, the blocks compile finds) is wrapped in a non-reentrant
+        checkpoint. ValueError if the encoder has neither."""
+        enc = self.encoder
+        if hasattr(enc, "activation_checkpointing_enable"):  # transformers 5.x's name
+            enc.activation_checkpointing_enable({"use_reentrant": False})
+            return
+        if hasattr(enc, "gradient_checkpointing_enable"):
+            enc.gradient_checkpointing_enable()
+            return
+        layers = repeated_layers(enc)
+        if not layers:
+            raise ValueError(f"the encoder {type(enc).__name__} has no gradient_checkpointing_enable() method and "
+                             "no stack of layers (an nn.ModuleList of blocks) to checkpoint")
+        from torch.distributed.algorithms._checkpoint.checkpoint_wrapper import (CheckpointImpl,
+                                                                                 apply_activation_checkpointing,
+                                                                                 checkpoint_wrapper)
+
+        # The wrapper keeps the parameter names of saved weights: its state_dict hooks drop its prefix.
+        ids = {id(layer) for layer in layers}
+        apply_activation_checkpointing(enc, check_fn=lambda m: id(m) in ids, checkpoint_wrapper_fn=partial(
+            checkpoint_wrapper, checkpoint_impl=CheckpointImpl.NO_REENTRANT))
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None):
         return _hidden_states(self.encoder(input_ids, attention_mask=attention_mask))

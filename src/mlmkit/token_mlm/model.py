@@ -8,14 +8,16 @@ position as `BertForMaskedLM(labels=...)` does, gives the same loss for a fracti
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
-from ..config import MODEL_SIZES
-from ..errors import MlmkitError
+from ..config import MODEL_SIZES, check
+from ..errors import ConfigError, MlmkitError
 from ..util import check_loaded, is_path_spec, one_line
 
 
@@ -37,9 +39,12 @@ def _size_kwargs(arch: str, size: str, max_positions: int) -> dict:
     return kw
 
 
-def build_model(arch: str, size: str, tokenizer, max_length: int = 512, overrides: dict | None = None):
+def build_model(arch: str, size: str, tokenizer, max_length: int = 512, overrides: dict | None = None,
+                attn_implementation: str = "auto"):
     """A randomly initialised transformers masked-LM of `arch` (bert, roberta, distilbert,
-    modernbert, ...) and named `size`, with the tokenizer's vocabulary and special ids."""
+    modernbert, ...) and named `size`, with the tokenizer's vocabulary and special ids, and the
+    attention kernel `attn_implementation` (model.attn_implementation; "auto": sdpa if the
+    architecture has it, else eager)."""
     from transformers import AutoConfig, AutoModelForMaskedLM
 
     if size not in MODEL_SIZES:
@@ -55,23 +60,74 @@ def build_model(arch: str, size: str, tokenizer, max_length: int = 512, override
         config = AutoConfig.for_model(arch, **kwargs)
     except ValueError as e:
         raise MlmkitError(f"unknown model architecture '{arch}': {e}") from None
+    if attn_implementation != "auto":
+        with _attention_errors(arch, attn_implementation):
+            return AutoModelForMaskedLM.from_config(config, attn_implementation=attn_implementation)
     try:
-        model = AutoModelForMaskedLM.from_config(config, attn_implementation="sdpa")
+        return AutoModelForMaskedLM.from_config(config, attn_implementation="sdpa")
     except (ValueError, ImportError):
-        model = AutoModelForMaskedLM.from_config(config)
-    return model
+        # eager by name: the failed call left "sdpa" in `config`, which a call without it reuses
+        return AutoModelForMaskedLM.from_config(config, attn_implementation="eager")
+
+
+def check_attention(attn_implementation: str, device: str) -> None:
+    """What can be known of model.attn_implementation before any work: flash_attention_2 needs a
+    CUDA device (`device` as train.device names it) and the flash-attn package. Whether the
+    architecture has the kernel is known when the model is built (`build_model`, `use_attention`)."""
+    if attn_implementation != "flash_attention_2":
+        return
+    import importlib.util
+
+    from ..engine.device import pick_device
+
+    kind = pick_device(device).type
+    check(kind == "cuda", "model.attn_implementation",
+          f"flash_attention_2 runs on CUDA GPUs only, and this run's device is {kind} (use sdpa)")
+    check(importlib.util.find_spec("flash_attn") is not None, "model.attn_implementation",
+          "flash_attention_2 needs the flash-attn package, which is not installed (pip install flash-attn; or use sdpa)")
+
+
+def use_attention(model: nn.Module, attn_implementation: str) -> None:
+    """Switch a loaded transformers model to `attn_implementation` (no-op for "auto": the kernel
+    transformers chose when loading, sdpa where the architecture has it)."""
+    if attn_implementation == "auto":
+        return
+    if not hasattr(model, "set_attn_implementation"):
+        raise ConfigError(f"config key 'model.attn_implementation': {type(model).__name__} cannot change its "
+                          "attention after loading (a newer transformers can; or leave it at auto)")
+    with _attention_errors(model.config.model_type, attn_implementation):
+        model.set_attn_implementation(attn_implementation)
+
+
+@contextmanager
+def _attention_errors(arch: str, attn_implementation: str):
+    """transformers' refusal of an attention kernel as one line naming the config key."""
+    try:
+        yield
+    except ImportError:  # flash_attention_2 without the flash-attn package
+        raise ConfigError(f"config key 'model.attn_implementation': {attn_implementation} needs the flash-attn "
+                          "package, which is not installed (pip install flash-attn; or use sdpa)") from None
+    except ValueError as e:  # the architecture lacks the kernel
+        why = one_line(e).split(". ")[0]
+        raise ConfigError(f"config key 'model.attn_implementation': {arch} cannot use {attn_implementation} "
+                          f"({why}); use eager") from None
 
 
 def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pickle: bool = False,
                init: bool = False, allow_partial: bool = False, log: Callable[[str], None] | None = None):
-    """Load a masked-LM checkpoint (hub name or local folder). Weights are read from safetensors
-    only: a pickle (`pytorch_model.bin`) can run code when it is loaded, so it is refused unless
-    `allow_pickle` (model.allow_pickle) says the file is trusted.
+    """Load a masked-LM checkpoint (hub name or local folder) as transformers loads it: its
+    safetensors weights, else its pickled ones (`pytorch_model.bin`, what `save_pretrained`
+    wrote before safetensors) through `torch.load(weights_only=True)` -- transformers 5's own
+    default, whose unpickler builds tensors and plain containers only and refuses anything else,
+    so a pickle that would run code is refused before any of it runs. `allow_pickle`
+    (model.allow_pickle) is for a file the user trusts that this loader refuses: it is then
+    unpickled in full (which can run code).
 
     Every tensor must load: transformers fills missing ones with random values and only warns.
     `init` (`--init-from`): the encoder must load whole (unless `allow_partial`), a missing MLM
     head is created fresh, and `log` is told how many tensors loaded. Otherwise (eval, predict)
     a missing head is an error too: its fills would be random."""
+    import pickle
     from pathlib import Path
 
     from transformers import AutoModelForMaskedLM
@@ -80,15 +136,15 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pick
         raise MlmkitError(f"no such model folder: {name_or_path}")
     try:
         model, info = AutoModelForMaskedLM.from_pretrained(
-            name_or_path, trust_remote_code=trust_remote_code, use_safetensors=None if allow_pickle else True,
+            name_or_path, trust_remote_code=trust_remote_code, weights_only=not allow_pickle,
             output_loading_info=True)
+    except pickle.UnpicklingError as e:  # the weights-only unpickler's refusal
+        raise MlmkitError(f"could not load masked-LM model '{name_or_path}': its pickled weights (*.bin) hold more "
+                          f"than tensors ({_refused_part(e)}), and unpickling that can run code; only if you trust "
+                          "the file: model.allow_pickle=true (--set)") from None
     except (OSError, ValueError, KeyError, EnvironmentError) as e:
         where = "" if Path(name_or_path).exists() else " (no local folder of that name, nor a hub model)"
-        hint = ""
-        if Path(name_or_path).is_dir() and any(Path(name_or_path).glob("*.bin")) and not allow_pickle:
-            hint = ("; it holds only pickled weights (*.bin), which mlmkit does not load unless you trust them: "
-                    "--set model.allow_pickle=true")
-        raise MlmkitError(f"could not load masked-LM model '{name_or_path}'{where}: {one_line(e)}{hint}") from None
+        raise MlmkitError(f"could not load masked-LM model '{name_or_path}'{where}: {one_line(e)}") from None
     missing = list(info.get("missing_keys") or [])
     total = len(model.state_dict())
     fresh = check_loaded(name_or_path, missing, total, model.base_model_prefix + ".", allow_partial=allow_partial)
@@ -100,6 +156,15 @@ def load_model(name_or_path: str, *, trust_remote_code: bool = False, allow_pick
             f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)"
             + (f"; the MLM head ({len(fresh)} tensors) is not in it and starts fresh" if fresh else ""))
     return model
+
+
+def _refused_part(error: Exception) -> str:
+    """What torch's weights-only unpickler refused, from its long message (e.g. "Unsupported
+    global: GLOBAL builtins.open")."""
+    text = str(error)
+    _, found, rest = text.partition("WeightsUnpickler error:")
+    lines = [line.strip() for line in (rest if found else text).splitlines() if line.strip()]
+    return lines[0].split(" was not ")[0][:200] if lines else type(error).__name__
 
 
 def _sparse_head(model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -188,9 +253,31 @@ def _hidden_at_positions(model: nn.Module, layers: nn.ModuleList, input_ids, att
     base = model.base_model
     h = base.embeddings(input_ids=input_ids)
     mask = create_bidirectional_mask(config=base.config, inputs_embeds=h, attention_mask=attention_mask)
+    # transformers checkpoints a layer in its forward (GradientCheckpointingLayer), so the layers
+    # called here recompute like the encoder's own loop; the last layer is run piecewise by
+    # `_last_layer_at`, which nothing wraps, so it is checkpointed here.
     for layer in layers[:-1]:
         h = layer(h, mask)
+    if _checkpointing(model) and model.training and torch.is_grad_enabled():
+        return checkpoint(_last_layer_at, layers[-1], h, attention_mask, positions, use_reentrant=False)
     return _last_layer_at(layers[-1], h, attention_mask, positions)
+
+
+def _checkpointing(model: nn.Module) -> bool:
+    """Whether the transformers `model` recomputes activations (the property was renamed in 5.x)."""
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") \
+        else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
+
+
+def _layers_checkpoint_themselves(layers: nn.ModuleList) -> bool:
+    """Whether these transformers layers recompute themselves when called (GradientCheckpointingLayer,
+    in recent transformers); in older ones the encoder's loop did it, which the sparse path skips."""
+    try:
+        from transformers.modeling_layers import GradientCheckpointingLayer
+    except ImportError:
+        return False
+    return all(isinstance(layer, GradientCheckpointingLayer) for layer in layers)
 
 
 def masked_logits(model: nn.Module, input_ids, attention_mask, positions: torch.Tensor, sparse: bool = True,
@@ -206,6 +293,8 @@ def masked_logits(model: nn.Module, input_ids, attention_mask, positions: torch.
         logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
         return logits.reshape(-1, logits.shape[-1]).index_select(0, positions)
     layers = _bert_like_layers(model) if last_layer else None
+    if layers is not None and _checkpointing(model) and not _layers_checkpoint_themselves(layers):
+        layers = None  # the whole-model path below, whose encoder loop checkpoints
     if layers is not None:
         return head(_hidden_at_positions(model, layers, input_ids, attention_mask, positions))
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -243,3 +332,19 @@ class SparseMLM(nn.Module):
     def save_pretrained(self, path) -> None:
         """The wrapped masked-LM's folder (a transformers model, or `EncoderForMaskedLM`)."""
         self.model.save_pretrained(path)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """`train.gradient_checkpointing`: the wrapped model's layers recompute their activations
+        in the backward pass (non-reentrant checkpoints: they work under FSDP2 and compile)."""
+        model = self.model
+        try:  # (ValueError: transformers, for an architecture without it; EncoderForMaskedLM likewise)
+            if hasattr(model, "activation_checkpointing_enable"):  # transformers 5.x: the old name warns
+                model.activation_checkpointing_enable({"use_reentrant": False})
+            elif hasattr(model, "supports_gradient_checkpointing"):  # older transformers
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            elif hasattr(model, "gradient_checkpointing_enable"):
+                model.gradient_checkpointing_enable()
+            else:
+                raise ValueError(f"{type(model).__name__} has no gradient_checkpointing_enable() method")
+        except ValueError as e:
+            raise ConfigError(f"config key 'train.gradient_checkpointing': {one_line(e)}") from None

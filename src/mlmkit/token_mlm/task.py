@@ -38,7 +38,7 @@ from ..util import mix_seed, stable_hash
 from .data import Sequences
 from .prepare import prepare, tokenizer_folder
 from .masking import TokenMasker
-from .model import SparseMLM, build_model, load_model
+from .model import SparseMLM, build_model, check_attention, load_model, use_attention
 from .tokenizers import load_tokenizer, tokenizer_digest, train_tokenizer
 
 _TOKENIZER_MARKER = "tokenizer_config.json"  # a folder holds a saved tokenizer (run copy, cache, checkpoint)
@@ -233,6 +233,7 @@ def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool | st
     d, m = cfg.data, cfg.model
     if not d.train:
         raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
+    check_attention(m.attn_implementation, cfg.train.device)
     dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)  # no-op for one process
     # Seed the model's initialisation: a run is reproducible from its config, and every rank of a
     # distributed run builds the same model (FSDP shards each rank's copy without broadcasting).
@@ -244,9 +245,14 @@ def build_token_task(cfg, *, log=print, progress: bool = True, resume: bool | st
                            init=True, allow_partial=m.allow_partial_init, log=log)
         if len(tokenizer) > model.get_input_embeddings().num_embeddings:
             model.resize_token_embeddings(len(tokenizer))
+        use_attention(model, m.attn_implementation)
     else:
-        model = build_model(m.arch, m.size, tokenizer, d.max_length, m.overrides)
+        model = build_model(m.arch, m.size, tokenizer, d.max_length, m.overrides, m.attn_implementation)
         log(f"new {m.arch}-{m.size} model ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters)")
+    if cfg.train.gradient_checkpointing and not getattr(model, "supports_gradient_checkpointing", True):
+        # (the engine enables it; said here, before the data is prepared)
+        raise ConfigError(f"config key 'train.gradient_checkpointing': {type(model).__name__} cannot recompute "
+                          "its activations (transformers does not support it for this architecture)")
     limit = _max_length_of(model)
     if limit is not None and d.max_length > limit:
         raise ConfigError(f"config key 'data.max_length': {d.max_length} exceeds the model's "
@@ -295,6 +301,12 @@ def _prepared(cfg, tokenizer, dist_info, *, log, progress) -> tuple[Sequences, S
         prepare(d, tokenizer, word_ids=whole, log=log, progress=progress)
     barrier(dist_info)
     prepared = prepare(d, tokenizer, word_ids=whole, log=lambda s: None, progress=False)
+    return run_splits(prepared, d, log=log)
+
+
+def run_splits(prepared, d, *, log=print) -> tuple[Sequences, Sequences]:
+    """A run's training and evaluation sequences from its prepared data (`data` section `d`):
+    what it trains on and what its evaluations score -- and `mlmkit eval RUN`, to the record."""
     train, val = prepared.train, prepared.validation
     if not d.validation and d.validation_fraction > 0 and (not len(train) or not len(val)):
         # Few records (one long line, say): the hash split put them all on one side. Hold out the
