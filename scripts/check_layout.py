@@ -13,8 +13,9 @@ Layers, lowest first (a module may import its own layer and the ones below):
     3  engine/*
     4  token_mlm/*, char_mlm/*          (siblings: neither imports the other)
     5  families
-    6  finetune/*, export, show, api
+    6  finetune/*, export, show, api, config_keys
     7  cli, __init__, __main__
+    8  reference                        (the docs pages: it reads the CLI's typer app)
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ LAYERS: list[tuple[str, ...]] = [
     ("engine",),
     ("token_mlm", "char_mlm"),
     ("families",),
-    ("finetune", "export", "show", "api"),
+    ("finetune", "export", "show", "api", "config_keys"),
     ("cli", "__init__", "__main__"),
+    ("reference",),
 ]
 SIBLINGS = {"token_mlm", "char_mlm"}
 MAX_LINES = 80

@@ -2,6 +2,7 @@
 predicts, and its folder works in transformers' pipeline("fill-mask")."""
 
 import json
+import os
 from pathlib import Path
 import subprocess
 import sys
@@ -222,6 +223,10 @@ def test_the_modern_recipe_preset_trains_and_fills(capsys, monkeypatch, tmp_path
     assert AutoConfig.from_pretrained(tmp_path / "run" / "model").model_type == "modernbert"
     code, out, err = run_cli(["predict", str(tmp_path / "run"), "the [MASK] said.", "--json"], capsys, monkeypatch)
     assert code == 0 and len(json.loads(out)["masks"][0]) == 5, err
+    # ModernBERT's own weight names start with "model.", the name of the submodule checkpoints
+    # are saved under: a resume must still read them as that submodule's
+    code, out, err = run_cli(["train", "-o", str(tmp_path / "run"), "--resume", "--max-steps", "3"], capsys, monkeypatch)
+    assert code == 0 and "resumed from step-00000002" in err, err
 
 
 def test_a_bad_config_number_is_one_line_before_any_work(capsys, monkeypatch, tmp_path):
@@ -288,11 +293,121 @@ def test_a_bad_number_option_is_one_line_before_the_model_is_read(capsys, monkey
     (["predict"], "Missing argument"),
     (["predict", "m", "x", "--top-k", "abc"], "Invalid value for '--top-k'"),
     (["train", "--seed", "one"], "Invalid value for '--seed'"),
+    # options that take one of a fixed set of values are choices: refused while parsing, named
+    (["finetune", "m", "-d", "x.csv", "--task", "regression"],
+     "Invalid value for '--task': Value error, 'regression' is not one of 'classification', 'token-classification'"),
+    (["train", "--strategy", "dpp"], "Invalid value for '--strategy': Value error, 'dpp' is not one of 'auto', 'ddp'"),
+    (["eval", "m", "--mode", "lines"], "Invalid value for '--mode'"),
+    (["eval", "m", "--on-bad-record", "ignore"], "Invalid value for '--on-bad-record'"),
+    (["config", "--family", "word"], "Invalid value for '--family'"),
 ])
 def test_a_usage_error_prints_the_usage_line_and_exits_2(capsys, monkeypatch, args, reason):
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert code == 2, err
     assert "Usage: mlmkit" in err and reason in err and "Traceback" not in err, err
+
+
+def _commands():
+    import typer.main
+
+    from mlmkit.cli import app
+
+    return typer.main.get_command(app)
+
+
+def _misuse(rng, commands) -> list[str]:
+    """A random command line that is wrong at parse time -- an unknown or misspelled option, a
+    value of the wrong type, a bad choice, an option without its value, an extra or missing
+    argument, an unknown command -- among valid options and random junk (never --help, --version
+    or --: those would make a bad line a good one)."""
+    import string
+    import typing
+
+    name = rng.choice(sorted(commands))
+    if rng.random() < 0.08:  # an unknown or misspelled command
+        return [name[:-1] + rng.choice("xyz"), *rng.sample(["a", "-d", "x.txt", "--seed", "1"], 2)]
+    cmd = commands[name]
+    options = [p for p in cmd.params if p.param_type_name == "option"]
+    positionals = [p for p in cmd.params if p.param_type_name == "argument"]
+    all_opts = {o for p in options for o in (*p.opts, *p.secondary_opts)}
+
+    def value(p, good=True):
+        ann = p.type_descriptor.annotation
+        choices = typing.get_args(ann) if typing.get_origin(ann) is typing.Literal else ()
+        if choices:
+            return str(rng.choice(choices)) if good else rng.choice(["bogus", "", choices[0].upper() + "x"])
+        if ann in (int, float):
+            return rng.choice(["3", "0.5" if ann is float else "4"]) if good else rng.choice(
+                ["abc", "1.2.3", "", "one", "--", "0x", "1,5"] + (["2.5"] if ann is int else []))
+        return rng.choice(["x.txt", "runs/r", "a b", "é"])
+
+    def unit(p, good=True):
+        if getattr(p, "is_flag", False):
+            return [rng.choice([*p.opts, *p.secondary_opts])]
+        return [rng.choice(p.opts), value(p, good)]
+
+    units = [unit(rng.choice(options)) for _ in range(rng.randint(0, 3)) if options]
+    units += [[rng.choice(["model", "run", "out", "a [MASK] b", "x.txt"])] for _ in positionals if rng.random() < 0.7]
+    junk = "".join(rng.choice(string.ascii_letters + string.digits + "._/[]é ") for _ in range(rng.randint(1, 8)))
+    units += [[junk.strip() or "j"] for _ in range(rng.randint(0, 2))]
+    typed = [p for p in options if not getattr(p, "is_flag", False)
+             and (p.type_descriptor.annotation in (int, float) or typing.get_origin(p.type_descriptor.annotation)
+                  is typing.Literal)]
+    long_opts = [o for o in sorted(all_opts) if o.startswith("--")]
+    valued = [p for p in options if not getattr(p, "is_flag", False)]
+    kinds = ["unknown"] + (["misspelled"] if long_opts else []) + (["no value"] if valued else []) \
+        + (["wrong type"] if typed else [])
+    if not positionals:
+        kinds.append("extra argument")
+    if any(p.required for p in cmd.params):
+        kinds.append("missing argument")
+    kind = rng.choice(kinds)
+    if kind == "missing argument":  # only options, none of them the required ones
+        return [name, *[t for u in units if u[0].startswith("-") for t in u
+                        if not any(p.required and u[0] in p.opts for p in cmd.params)]]
+    if kind == "unknown":
+        fault = ["--" + "".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(2, 9)))]
+    elif kind == "misspelled":
+        real = rng.choice(long_opts)
+        i = rng.randrange(3, len(real))
+        fault = [rng.choice([real[:i] + real[i + 1:], real[:i] + real[i] * 2 + real[i + 1:],
+                             real[:i] + "_" + real[i + 1:]])]
+        if fault[0] in all_opts:
+            fault = [real + "x"]
+    elif kind == "wrong type":
+        fault = unit(rng.choice(typed), good=False)
+    elif kind == "extra argument":
+        fault = [rng.choice(["extra", "1", "x.txt"])]
+    else:  # an option that takes a value, last, without it
+        return [name, *[t for u in units for t in u], rng.choice(rng.choice(valued).opts)]
+    units.insert(rng.randint(0, len(units)), fault)
+    return [name, *[t for u in units for t in u]]
+
+
+def test_random_misuse_is_never_a_traceback_and_never_starts_work(capsys, monkeypatch, tmp_path):
+    """200 seeded random misuses of every command: each is refused while the command line is
+    parsed (exit code != 0), prints no traceback and no Python exception name, and leaves the
+    working directory empty (nothing started: no run folder, no cache)."""
+    import random
+    import re
+
+    rng = random.Random(20240611)
+    commands = _commands().commands
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("MLMKIT_CACHE", str(cwd / "cache"))  # a started run would make it here
+    # a traceback, a Python exception (ValueError, KeyError, ...) or one of click's own, by name
+    click_names = "ClickException|UsageError|BadParameter|MissingParameter|NoSuchOption|BadOptionUsage|" \
+                  "BadArgumentUsage|NoArgsIsHelpError|FileError|Abort"
+    python_names = re.compile(rf"Traceback|\b[A-Z]\w*(Error|Exception|Interrupt)\b|\b({click_names})\b")
+    for i in range(200):
+        args = _misuse(rng, commands)
+        code, out, err = run_cli(args, capsys, monkeypatch)
+        assert code != 0, (args, out, err)
+        assert not python_names.search(out + err), (args, out + err)
+        assert "error" in err.lower(), (args, err)
+        assert not any(cwd.iterdir()), (args, sorted(map(str, cwd.rglob("*"))))
 
 
 def test_ctrl_c_outside_training_exits_130(capsys, monkeypatch):
@@ -304,3 +419,121 @@ def test_ctrl_c_outside_training_exits_130(capsys, monkeypatch):
     monkeypatch.setattr(mlmkit.config, "preset_names", interrupted)
     code, out, err = run_cli(["presets"], capsys, monkeypatch)
     assert code == 130 and "interrupted" in err
+
+
+def test_every_option_of_every_command_has_help_and_shows_its_default(capsys, monkeypatch):
+    group = _commands()
+    no_help, hidden_default = [], []
+    for name, cmd in [("mlmkit", group), *group.commands.items()]:
+        for p in cmd.params:
+            where = f"{name} {'/'.join(p.opts) or p.name}"
+            if not (p.help or "").strip():
+                no_help.append(where)
+            valued = p.param_type_name == "option" and not getattr(p, "is_flag", False)
+            if valued and p.default not in (None, [], ()) and not p.show_default:
+                hidden_default.append(where)
+    assert not no_help, f"options without help: {no_help}"
+    assert not hidden_default, f"defaults not shown in --help: {hidden_default}"
+    monkeypatch.setenv("COLUMNS", "250")  # one line per option
+    code, out, _ = run_cli(["finetune", "--help"], capsys, monkeypatch)
+    assert code == 0 and "[default: 3.0]" in out and "[default: classification]" in out
+    flags = [l for l in out.splitlines() if "--from-scratch" in l or "--overwrite" in l]
+    assert len(flags) == 2 and not any("<bool>" in l for l in flags), flags  # a switch takes no value
+
+
+def test_finetune_flag_defaults_are_the_config_defaults():
+    """--help shows the flags' defaults: they must be FinetuneConfig's, which applies when a
+    flag is not given."""
+    from mlmkit.cli import FINETUNE_FLAGS
+    from mlmkit.finetune import FinetuneConfig
+
+    defaults = FinetuneConfig()
+    params = {p.name: p for p in _commands().commands["finetune"].params}
+    assert set(FINETUNE_FLAGS) <= set(params)
+    for name in FINETUNE_FLAGS:
+        if params[name].default is not None:
+            assert params[name].default == getattr(defaults, name), name
+
+
+def test_output_dir_is_another_name_for_o(capsys, monkeypatch, tmp_path):
+    import mlmkit.api
+
+    for name, cmd in _commands().commands.items():
+        for p in cmd.params:
+            if "-o" in p.opts and name != "plot":  # plot's -o names a PNG file, not a folder
+                assert {"--output", "--output-dir"} <= set(p.opts), name
+    seen = {}
+    monkeypatch.setattr(mlmkit.api, "train_run", lambda *a, **kw: seen.update(kw))
+    code, _, err = run_cli(["train", "--output-dir", str(tmp_path / "r")], capsys, monkeypatch)
+    assert code == 0 and seen["output_dir"] == str(tmp_path / "r"), err
+
+
+def test_finetune_takes_a_config_file_and_set_and_the_flags_given_win(capsys, monkeypatch, tmp_path):
+    import mlmkit.finetune as ft
+
+    seen = {}
+
+    def fake(model, data, out, cfg, log, overwrite):
+        seen.update(model=model, out=out, cfg=cfg)
+        return ft.FinetuneResult(labels=["a", "b"])
+
+    monkeypatch.setattr(ft, "finetune", fake)
+    f = tmp_path / "ft.yaml"
+    f.write_text("lr: 1.0e-4\nepochs: 5\nbatch_size: 8\nweight_decay: 0.0\ntask: token-classification\n")
+    code, out, err = run_cli(["finetune", "m", "-d", "x.csv", "--config", str(f), "--set", "epochs=2",
+                              "--set", "batch_size=4", "--batch-size", "32", "--output-dir", str(tmp_path / "o")],
+                             capsys, monkeypatch)
+    assert code == 0, err
+    cfg = seen["cfg"]
+    assert cfg.lr == 1e-4 and cfg.weight_decay == 0.0 and cfg.task == "token-classification"  # the file
+    assert cfg.epochs == 2.0  # --set over the file
+    assert cfg.batch_size == 32  # the flag given over --set
+    assert cfg.patience == 2 and cfg.seed == 0  # nothing given: the defaults
+    assert cfg.label_column == "tags"  # the task's default column, from the file's task
+    assert seen["out"] == str(tmp_path / "o") and json.loads(out)["output"] == str(tmp_path / "o")
+    code, _, err = run_cli(["finetune", "m", "-d", "x.csv", "--set", "epoch=2"], capsys, monkeypatch)
+    _one_line_error(code, err, "unknown config key 'epoch' (did you mean 'epochs'?)")
+    f.write_text("learning_rate: 0.1\n")
+    code, _, err = run_cli(["finetune", "m", "-d", "x.csv", "-c", str(f)], capsys, monkeypatch)
+    _one_line_error(code, err, "unknown config key 'learning_rate' (known keys here: batch_size, device")
+    assert code == 2
+
+
+def test_the_instant_commands_never_import_torch():
+    """`import mlmkit.cli` and the commands that do no work (--help, --version, presets, config,
+    shell completion) import neither torch nor transformers (~2 s); bench/cli_startup.py times
+    them."""
+    code = """
+import sys
+from mlmkit.cli import main
+import mlmkit
+heavy = lambda: sorted(m for m in ("torch", "transformers", "datasets", "tokenizers") if m in sys.modules)
+print("import", heavy())
+for args in (["--help"], ["--version"], ["presets"], ["config", "--preset", "domains-tiny"], ["train", "--help"]):
+    sys.argv = ["mlmkit", *args]
+    try:
+        main()
+    except SystemExit:
+        pass
+print("commands", heavy())
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    found = [l for l in r.stdout.splitlines() if l.startswith(("import ", "commands "))]
+    assert found == ["import []", "commands []"], (found, r.stderr[-2000:])
+    env = dict(os.environ, COMP_WORDS="mlmkit con", COMP_CWORD="1", _MLMKIT_COMPLETE="complete_bash")
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "mlmkit"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.stdout.split() == ["config"], r.stdout
+    imported = {line.split("|")[-1].strip() for line in r.stderr.splitlines() if line.startswith("import time:")}
+    assert "torch" not in imported and "transformers" not in imported
+
+
+def test_the_public_api_is_still_there():
+    import mlmkit
+
+    for name in mlmkit.__all__:
+        assert getattr(mlmkit, name) is not None, name
+    from mlmkit import TokenConfig, train  # noqa: F401  (from-imports go through __getattr__ too)
+
+    with pytest.raises(AttributeError):
+        mlmkit.no_such_name

@@ -219,7 +219,7 @@ def test_cli_export_show_and_one_line_errors(run_dir, tmp_path, capsys, monkeypa
     assert code == 0 and out.count("Original:") >= 2 and "\x1b[" not in out
     for args, needle in ((["export", str(tmp_path / "nope"), str(tmp_path / "o")], "no such run"),
                          (["show", str(tmp_path / "e")], "--data"),
-                         (["finetune", str(tmp_path / "e"), "--data", str(data), "--task", "ner"], "classification"),
+                         (["finetune", str(tmp_path / "e"), "--data", str(data), "--set", "task=ner"], "classification"),
                          (["plot", str(tmp_path)], "metrics.jsonl")):
         code, _, err = _cli(args, capsys, monkeypatch)
         errors = [l for l in err.splitlines() if l.startswith("error:")]

@@ -16,6 +16,7 @@ thing).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import types
 import typing
@@ -60,6 +61,8 @@ class DataSection:
     validation: Optional[list[str]] = None  # separate validation source(s); else a held-out fraction
     validation_fraction: float = 0.05  # share of records held out (by a hash of the record)
     text_column: str = "text"  # JSONL / CSV / Parquet / hub column holding the text
+    # how files are read; auto: by extension (.jsonl, .csv, .tsv, .parquet, each also .gz; anything
+    # else is text, a record per line); hf: the names in train are hub data sets
     format: Literal["auto", "text", "jsonl", "csv", "tsv", "parquet", "hf"] = "auto"
     hf_config: Optional[str] = None  # hub data set config name
     hf_split: str = "train"  # hub split
@@ -114,33 +117,65 @@ def shown(key: Any) -> str:
     return repr(str(key))[1:-1]
 
 
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking keys and coercing values by type hint."""
+def dotted_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every key of dataclass `cls` as `--set` writes it: sections and their fields
+    (`train`, `train.max_steps`, ...)."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        out.append(prefix + f.name)
+        if dataclasses.is_dataclass(hints[f.name]):
+            out += dotted_keys(hints[f.name], f"{prefix}{f.name}.")
+    return out
+
+
+def unknown_key(dotted: str, value: Any, keys: list[str], here: list[str]) -> ConfigError:
+    """The error for key `dotted` (holding `value`), which is not one of `keys`: it names the
+    closest valid key (a typo is the usual cause), else the keys known at that level (`here`).
+    A section holding a single key (`--set trian.max_steps=3`) is named with that key, so the
+    suggestion is the whole dotted key to type."""
+    full = dotted
+    while isinstance(value, dict) and len(value) == 1:
+        (sub, value), = value.items()
+        full = f"{full}.{sub}"
+    for wanted in dict.fromkeys((full, dotted)):
+        # 0.75: close enough for a typo or a missing letter (train.max_step, model.sise), not so
+        # loose that an unrelated key is offered (optim.learning_rate gets the list instead)
+        close = difflib.get_close_matches(wanted, keys, n=1, cutoff=0.75)
+        if close:
+            return ConfigError(f"unknown config key '{shown(wanted)}' (did you mean '{close[0]}'?)")
+    return ConfigError(f"unknown config key '{shown(dotted)}' (known keys here: {', '.join(sorted(here))})")
+
+
+def from_dict(cls: type, data: Any, prefix: str = "", keys: list[str] | None = None) -> Any:
+    """Build dataclass `cls` from a mapping, checking keys and coercing values by type hint.
+    `keys`: every valid dotted key of the whole config, for suggestions (default: those of `cls`)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"config key '{prefix or '<root>'}': expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
+    if keys is None:
+        keys = dotted_keys(cls, prefix)
     kwargs = {}
     for key, value in data.items():
         dotted = f"{prefix}{key}"
         if key not in names:
-            known = ", ".join(sorted(names))
-            raise ConfigError(f"unknown config key '{shown(dotted)}' (known keys here: {known})")
-        kwargs[key] = _coerce(hints[key], value, dotted)
+            raise unknown_key(dotted, value, keys, list(names))
+        kwargs[key] = _coerce(hints[key], value, dotted, keys)
     try:
         return cls(**kwargs)
     except TypeError as e:  # pragma: no cover - defensive
         raise ConfigError(f"config section '{prefix.rstrip('.') or '<root>'}': {e}") from None
 
 
-def _coerce(tp: Any, value: Any, key: str) -> Any:
+def _coerce(tp: Any, value: Any, key: str, keys: list[str] | None = None) -> Any:
     origin = get_origin(tp)
     if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key + ".")
+        return from_dict(tp, value, key + ".", keys)
     if origin in (Union, types.UnionType):
-        return _coerce_union(tp, value, key)
+        return _coerce_union(tp, value, key, keys)
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -160,7 +195,7 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     return _SCALARS.get(tp, lambda v, k: v)(value, key)
 
 
-def _coerce_union(tp: Any, value: Any, key: str) -> Any:
+def _coerce_union(tp: Any, value: Any, key: str, keys: list[str] | None = None) -> Any:
     args = get_args(tp)
     if value is None and type(None) in args:
         return None
@@ -169,7 +204,7 @@ def _coerce_union(tp: Any, value: Any, key: str) -> Any:
         if arg is type(None):
             continue
         try:
-            return _coerce(arg, value, key)
+            return _coerce(arg, value, key, keys)
         except ConfigError as e:
             errors.append(str(e))
     raise ConfigError(errors[0] if errors else f"config key '{key}': bad value {value!r}")

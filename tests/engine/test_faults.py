@@ -253,8 +253,12 @@ def test_weights_are_never_unpickled_and_remote_code_is_opt_in():
                 assert isinstance(flag, ast.Constant) and flag.value is True, f"{path}:{node.lineno}"
             remote = kwargs.get("trust_remote_code")
             assert not (isinstance(remote, ast.Constant) and remote.value is True), f"{path}:{node.lineno}"
+            # from_pretrained unpickles in full only when model.allow_pickle says so
+            weights = kwargs.get("weights_only")
+            assert not (isinstance(weights, ast.Constant) and weights.value is False), f"{path}:{node.lineno}"
     assert loads >= 2  # the checkpoint loader's, at least
     assert inspect.signature(load_model).parameters["trust_remote_code"].default is False
+    assert inspect.signature(load_model).parameters["allow_pickle"].default is False
 
 
 def test_what_a_crash_leaves_behind_is_cleaned_up(tmp_path):

@@ -150,9 +150,11 @@ def test_trainer_saves_any_encoder_as_its_final_model(tmp_path, tiny_tokenizer, 
         assert torch.equal(a, b)
 
 
-def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, tiny_bert):
-    """A model folder whose weights are a pickle that runs code when loaded: mlmkit refuses it
-    (safetensors only, unless model.allow_pickle) and the code never runs."""
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, tiny_bert, writer):
+    """A model folder whose weights are a pickle that runs code when loaded: the weights-only
+    loader refuses it, names what it refused and the key that would allow it, and the code never
+    runs."""
     import pickle
 
     from mlmkit.errors import MlmkitError
@@ -166,10 +168,52 @@ def test_pickled_weights_are_refused_and_never_unpickled(tmp_path, tiny_bert):
 
     folder = tmp_path / "evil"
     tiny_bert.config.save_pretrained(folder)
-    with open(folder / "pytorch_model.bin", "wb") as f:
-        pickle.dump({"x": Evil()}, f)
-    with pytest.raises(MlmkitError, match="only pickled weights.*model.allow_pickle=true"):
+    if writer == "pickle":
+        with open(folder / "pytorch_model.bin", "wb") as f:
+            pickle.dump({"x": Evil()}, f)
+    else:
+        torch.save({"x": Evil()}, folder / "pytorch_model.bin")
+    with pytest.raises(MlmkitError, match=r"pickled weights \(\*\.bin\) hold more than tensors \(.+\).*"
+                                          r"model\.allow_pickle=true"):
         load_model(str(folder))
     assert not marker.exists()
     with pytest.raises(MlmkitError, match="no such model folder: ./does/not/exist"):
         load_model("./does/not/exist")
+
+
+def test_a_model_folder_of_pickled_weights_loads_as_transformers_loads_it(tmp_path, tiny_bert, tiny_tokenizer,
+                                                                         capsys, monkeypatch):
+    """A folder holding only `pytorch_model.bin` (what `save_pretrained(safe_serialization=False)`
+    wrote before transformers 5, which writes safetensors whatever it is told: so the file is
+    written here as transformers 4 wrote it, `torch.save(model.state_dict())`): `predict`, `eval`
+    and `--init-from` load it, and its top-5 fills are `pipeline("fill-mask")`'s."""
+    import json
+
+    from transformers import pipeline
+
+    from cli_runner import run_cli
+    from mlmkit.token_mlm.model import load_model
+
+    torch.manual_seed(1)  # logits far apart: the two paths' last-bit differences cannot swap two fills
+    tiny_bert.cls.predictions.bias.data = torch.randn_like(tiny_bert.cls.predictions.bias) * 4
+    folder = tmp_path / "bin-only"
+    tiny_bert.config.save_pretrained(folder)
+    tiny_tokenizer.save_pretrained(folder)
+    torch.save(tiny_bert.state_dict(), folder / "pytorch_model.bin")
+    assert sorted(p.name for p in folder.glob("*.bin")) == ["pytorch_model.bin"]
+    assert not list(folder.glob("*.safetensors"))
+    text = "and god said, let there be [MASK]."
+    code, out, err = run_cli(["predict", str(folder), text, "--json", "-k", "5"], capsys, monkeypatch)
+    assert code == 0, err
+    ours = json.loads(out)["masks"][0]
+    ref = pipeline("fill-mask", model=str(folder), top_k=5)(text)
+    assert [f["token_id"] for f in ours] == [r["token"] for r in ref]
+    assert all(abs(a["score"] - b["score"]) < 1e-5 for a, b in zip(ours, ref))
+    data = tmp_path / "d.txt"
+    data.write_text("and god said, let there be light.\nand there was light.\n")
+    code, out, err = run_cli(["eval", str(folder), "--data", str(data)], capsys, monkeypatch)
+    assert code == 0 and json.loads(out)["eval_targets"] > 0, err
+    logs = []
+    loaded = load_model(str(folder), init=True, log=logs.append)  # --init-from
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), tiny_bert.state_dict().values()))
+    assert "tensors loaded" in logs[0]

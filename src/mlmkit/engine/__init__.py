@@ -14,9 +14,21 @@
 """
 
 from .config import OptimConfig, TrainConfig
-from .evaluation import evaluate
-from .loop import Trainer, train
-from .task import Batch, LossOutput, ParamGroup, Task, TaskBase
+
+# The rest import torch: loaded on first use (PEP 562), so that reading a config section
+# (`mlmkit config`, `--help`) does not pay torch's import time.
+_LAZY = {"evaluate": ".evaluation", "Trainer": ".loop", "train": ".loop", "Batch": ".task",
+         "LossOutput": ".task", "ParamGroup": ".task", "Task": ".task", "TaskBase": ".task"}
+
+
+def __getattr__(name: str):
+    import importlib
+
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    return value
+
 
 __all__ = ["OptimConfig", "TrainConfig", "evaluate", "Trainer", "train", "Batch", "LossOutput",
            "ParamGroup", "Task", "TaskBase"]
