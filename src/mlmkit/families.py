@@ -4,6 +4,7 @@ branch on the family themselves."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,8 @@ def build_config(raw: dict[str, Any]):
     raw.pop("description", None)  # presets describe themselves
     task = raw.get("task", DEFAULT)
     fam = family(task if isinstance(task, str) else str(task))
+    if os.environ.get(DOCS_TINY_ENV) == "1":
+        raw = docs_tiny(raw, fam.name)
     return from_dict(fam.config_class, raw)
 
 
@@ -75,3 +78,54 @@ def build_task(cfg, *, log=print, progress: bool = True, resume: bool = False):
     if cfg.model.init_from:
         check_model_folder(Path(cfg.model.init_from))
     return family(cfg.task).build_task(cfg, log=log, progress=progress, resume=resume)
+
+
+# Test hook, not a user setting: tests/test_docs.py runs every command of the README and the docs
+# with MLMKIT_DOCS_TINY=1, which shrinks every run after all other sources (preset, file, --set,
+# flags) so that a documented command runs in seconds: the smallest model, a few records, no
+# time budget, no compiling, and 2 steps (or the run's own max_steps when it asks for at most 60,
+# so that a documented checkpoint such as --step 30 exists); evaluation, saving and logging within them.
+DOCS_TINY_ENV = "MLMKIT_DOCS_TINY"
+_TINY_TOKEN_MODEL = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64}
+_TINY_CHAR_MODEL = {"size": "tiny", "hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64,
+                    "head_size": 32}
+
+
+def docs_tiny(raw: dict[str, Any], task: str) -> dict[str, Any]:
+    """`raw` with the docs test's tiny settings on top (see DOCS_TINY_ENV)."""
+    sec = {k: dict(raw.get(k) or {}) for k in ("train", "data", "model", "tokenizer")}
+    t = sec["train"]
+    asked = t.get("max_steps")
+    steps = asked if isinstance(asked, int) and 1 <= asked <= 60 else 2
+    t.update(max_steps=steps, max_minutes=None, progress=False, show_samples=min(_int(t.get("show_samples"), 4), 1),
+             compile=False, precision="auto", data_workers=0,
+             eval_every=min(_int(t.get("eval_every"), 200), steps), log_every=min(_int(t.get("log_every"), 10), steps),
+             save_every=min(_int(t.get("save_every"), 500), steps))
+    sec["data"].update(max_samples=64, max_eval_samples=16)
+    m = sec["model"]
+    if task == "char":
+        sec["data"].update(alphabet_sample=64, shuffle_buffer=64)
+        if m.get("arch", "scratch") != "canine":
+            m.update(_TINY_CHAR_MODEL)
+            for key in ("ngram_buckets", "head_ngram_buckets", "head_ngram_count_buckets"):
+                if m.get(key):
+                    m[key] = min(_int(m[key], 0), 256)
+            m["head_ngram_dim"] = min(_int(m.get("head_ngram_dim"), 0), 16)
+    else:
+        sec["data"].update(max_length=32, prepare_workers=1)
+        if not m.get("init_from"):
+            m["overrides"] = {**(m.get("overrides") or {}), **_TINY_TOKEN_MODEL}
+            if not sec["tokenizer"].get("name_or_path"):
+                sec["tokenizer"].update(vocab_size=400, train_samples=2000)
+    out = dict(raw)
+    out.update({k: v for k, v in sec.items() if v or k in raw})
+    return out
+
+
+def _int(value: Any, default: int) -> int:
+    """An integer setting as given, or `default` when it is absent or not a number (the config's
+    own checks report a bad value)."""
+    try:
+        return int(value) if value is not None else default
+    except (TypeError, ValueError):
+        return default
