@@ -3,8 +3,9 @@
 `char_downstream.py` (pre-trained encoder vs random init, through `mlmkit finetune`) and
 `tfidf_baseline.py` (character n-gram TF-IDF + logistic regression) both take their names and
 labels from `labelled_names(task)` and their train / validation / test sets from `split(...)`,
-which is `mlmkit.finetune.data.split_examples` + `subsample` with the fractions `char_downstream.py`
-gives `mlmkit.finetune`: so for a seed and a number of labels both see the same names.
+which is `mlmkit.finetune.splits.split_examples` + `subsample` with the fractions
+`char_downstream.py` gives `mlmkit.finetune`: so for a seed and a number of labels both see the
+same names.
 
 Tasks (sources pinned in `char_sources.py`; ad-blocking filter lists are never used):
 
@@ -34,7 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 import char_sources  # noqa: E402
 from mlmkit.char_mlm.data import check_domain, holdout_key  # noqa: E402
-from mlmkit.finetune.data import Example, split_examples, subsample  # noqa: E402
+from mlmkit.finetune.sequence_data import Example  # noqa: E402
+from mlmkit.finetune.splits import split_examples, subsample  # noqa: E402
 from mlmkit.util import unit_hash  # noqa: E402
 
 # What char_downstream.py passes to mlmkit.finetune (FinetuneConfig's validation default, 0.1).

@@ -52,7 +52,7 @@ BENCH_DIR = ROOT / "bench"
 RESULTS_JSON = BENCH_DIR / "results.json"
 CACHE = ROOT / ".cache" / "bench"
 
-# The model of benchmark 1 (issue 4): mlmkit's "mini" size.
+# The model of benchmark 1 (and of the token benchmarks against the Trainer): mlmkit's "mini" size.
 MODEL_SIZE = "mini"  # 4 layers, hidden 256, 4 heads, FFN 1024
 VOCAB = 8192
 

@@ -1,4 +1,4 @@
-"""Benchmark 6: share of the training step spent waiting for data (issue 4; goal < 5%).
+"""Benchmark 6: share of the training step spent waiting for data (goal < 5%).
 
     python bench/data_pipeline.py [--steps 30] [--quick]
 
@@ -66,7 +66,8 @@ def main() -> None:
 
     from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
     from mlmkit.token_mlm.data import group_texts, line_by_line
-    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.token_mlm.build import make_masker
+    from mlmkit.token_mlm.task import TokenMLMTask
     from mlmkit.engine.loop import train
 
     settings = []

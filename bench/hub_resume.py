@@ -75,7 +75,7 @@ def main() -> None:
     W = cfg.data.shuffle_buffer
     target = (int(args.rows * 0.9) // W) * W
     t = time.perf_counter()
-    cur, records = first.stream.open(first.source.ctx(), StreamCursor())
+    cur, records = first.stream.hub.open(first.stream.source.ctx(), StreamCursor())
     for n, _ in enumerate(records, 1):
         if n == target:
             break
@@ -87,7 +87,7 @@ def main() -> None:
     again = task()
     again.load_data_state([{"epoch": 0, "window": target // W, "cursor": saved.to_json(), "split": None}])
     t = time.perf_counter()
-    batch = next(again.train_batches(0, (target // W) * again._hub_per_window()))
+    batch = next(again.train_batches(0, (target // W) * again.stream.hub_per_window()))
     resume_s = time.perf_counter() - t
     print(f"resumed task, first batch of window {target // W:,} from the saved position: {resume_s:.2f} s "
           f"({batch['input_idx'].shape[0]} names); {read_s / resume_s:.0f}x faster than reading to it")

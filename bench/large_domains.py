@@ -103,7 +103,7 @@ def main() -> None:
             "t = time.perf_counter(); task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=256, build_model=False)\n"
             "t1 = time.perf_counter(); next(task.train_batches(0, 200)); t2 = time.perf_counter()\n"
             "print(f'task start-up (scan, plan) {t1 - t:.2f} s; reaching batch 200 {t2 - t1:.2f} s; '\n"
-            "      f'{len(task.chunks):,} chunks, {task.num_batches(0):,} batches per epoch')")
+            "      f'{len(task.stream.chunks):,} chunks, {task.num_batches(0):,} batches per epoch')")
     print(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
 
 

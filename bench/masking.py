@@ -1,4 +1,4 @@
-"""Benchmark 3: masking / collation throughput on one core, mlmkit vs transformers (issue 4).
+"""Benchmark 3: masking / collation throughput on one core, mlmkit vs transformers.
 
     python bench/masking.py [--rounds 5] [--batches 50] [--quick]
 
@@ -49,7 +49,8 @@ def main() -> None:
 
     from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
     from mlmkit.token_mlm.data import group_texts
-    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.token_mlm.build import make_masker
+    from mlmkit.token_mlm.task import TokenMLMTask
 
     texts, data_name = C.english_texts(args.max_records)
     tok = C.get_tokenizer(texts, data_name)

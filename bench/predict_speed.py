@@ -7,7 +7,7 @@ split `mlmkit train` holds out), each with one hidden span of 1-3 characters of 
 inside its registrable part (``goo[3].com``), chosen by a seeded RNG. Times the CLI's own path
 (`char_mlm.predict.predict_patterns`: model loaded once, all patterns in one call) and, on the
 first 100 patterns, one call per pattern, and checks both give the same fills. Prints patterns/s;
-the goal (issue 15) is >= 20 patterns/s on a 2-core CPU.
+the goal set for the character model is >= 20 patterns/s on a 2-core CPU.
 """
 
 from __future__ import annotations

@@ -67,7 +67,8 @@ def main() -> None:
 
     from mlmkit.token_mlm.config import TokenMaskingConfig as MaskingConfig
     from mlmkit.token_mlm.data import group_texts
-    from mlmkit.token_mlm.task import TokenMLMTask, make_masker
+    from mlmkit.token_mlm.build import make_masker
+    from mlmkit.token_mlm.task import TokenMLMTask
     from mlmkit.engine.optim import make_optimizer
 
     texts, name = C.english_texts(3000 if args.quick else None)

@@ -1,4 +1,4 @@
-"""Run the whole benchmark suite (issue 4) and print the README table.
+"""Run the whole benchmark suite (mlmkit against transformers' Trainer) and print its table.
 
     python bench/run_all.py [--quick] [--minutes 3] [--only 1,3] [--no-compile]
     make bench                       # the same, full size (< 25 minutes on a 2-core CPU)
@@ -7,7 +7,7 @@ Each benchmark runs in its own process (fresh threads / compile caches), in this
 1 throughput, 2 quality per time, 3 masking, 4 short sequences, 5 character-model head overhead
 (`char_head_overhead.py`), 6 data pipeline. Each script prints its ratio as its last line and
 merges its numbers into bench/results.json; this script then writes bench/results.md (the
-markdown table for the README, with the commands that produced it) and prints it.
+markdown table of docs/results-token.md, with the commands that produced it) and prints it.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def parse_char(lines_last: str, full_output: str) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="smoke-test every benchmark (about a minute each)")
-    ap.add_argument("--minutes", type=float, default=10.0, help="T of benchmark 2 (the issue's 10 minutes)")
+    ap.add_argument("--minutes", type=float, default=10.0, help="T of benchmark 2 (its goal is stated for 10 minutes)")
     ap.add_argument("--no-compile", dest="compile", action="store_false",
                     help="skip benchmark 1's train.compile=true runs (they add a ~1-2 min compile)")
     ap.add_argument("--only", default="", help="comma-separated benchmark numbers, e.g. 1,3")

@@ -31,7 +31,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import char_tasks  # noqa: E402
-from mlmkit.finetune.task import classification_metrics  # noqa: E402
+from mlmkit.finetune.sequence_task import classification_metrics  # noqa: E402
 
 try:
     from sklearn.feature_extraction.text import TfidfVectorizer

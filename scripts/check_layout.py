@@ -8,7 +8,7 @@ each other, and no function is longer than 80 lines.
 Layers, lowest first (a module may import its own layer and the ones below):
 
     0  errors, util
-    1  config, runs, folders, family, report/*
+    1  config, runs, folders, family_protocol, report/*
     2  data/*
     3  engine/*
     4  token_mlm/*, char_mlm/*          (siblings: neither imports the other)
@@ -28,7 +28,7 @@ from pathlib import Path
 PACKAGE = "mlmkit"
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "util"),
-    ("config", "runs", "folders", "family", "report"),
+    ("config", "runs", "folders", "family_protocol", "report"),
     ("data",),
     ("engine",),
     ("token_mlm", "char_mlm"),

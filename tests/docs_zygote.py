@@ -31,11 +31,13 @@ def _warm() -> None:
     from transformers import (AutoModelForMaskedLM, AutoTokenizer, BertForMaskedLM,  # noqa: F401
                               CanineModel, DistilBertForMaskedLM, ModernBertForMaskedLM, RobertaForMaskedLM)
 
+    import mlmkit.char_mlm.build  # noqa: F401
     import mlmkit.char_mlm.task  # noqa: F401
     import mlmkit.cli  # noqa: F401
     import mlmkit.engine.loop  # noqa: F401
     import mlmkit.export  # noqa: F401
     import mlmkit.finetune  # noqa: F401
+    import mlmkit.token_mlm.build  # noqa: F401
     import mlmkit.token_mlm.task  # noqa: F401
 
 

@@ -216,16 +216,16 @@ def test_models_that_cannot_recompute_are_one_line_errors_naming_the_key():
 
 
 def test_an_architecture_without_it_stops_the_run_before_its_data_is_prepared(tmp_path, tiny_tokenizer, monkeypatch):
-    from mlmkit.families import resolve_config
-    from mlmkit.token_mlm import task as token_task
+    from mlmkit.families import build_task, resolve_config
+    from mlmkit.token_mlm import build as token_build
 
     data = tmp_path / "text.txt"
     data.write_text("one line of text\n" * 50)
     tok = tmp_path / "tok"
     tiny_tokenizer.save_pretrained(tok)
-    monkeypatch.setattr(token_task, "_prepared", lambda *a, **k: pytest.fail("the data was prepared"))
+    monkeypatch.setattr(token_build, "_prepared", lambda *a, **k: pytest.fail("the data was prepared"))
     cfg = resolve_config(None, None, [f"data.train=[{data}]", f"tokenizer.name_or_path={tok}", "model.arch=albert",
                                       "train.gradient_checkpointing=true", f"train.output_dir={tmp_path / 'run'}"])
     with pytest.raises(ConfigError, match=r"^config key 'train.gradient_checkpointing': AlbertForMaskedLM cannot "
                                           r"recompute its activations"):
-        token_task.build_token_task(cfg, log=lambda s: None, progress=False)
+        build_task(cfg, log=lambda s: None, progress=False)

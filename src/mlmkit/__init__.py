@@ -34,7 +34,7 @@ _EXPORTS: dict[str, str] = {
     "EncoderForMaskedLM": ".token_mlm.heads", "MaskedLMHead": ".token_mlm.heads",
     "MaskedBatch": ".token_mlm.masking", "TokenMasker": ".token_mlm.masking",
     "build_model": ".token_mlm.model", "load_model": ".token_mlm.model", "masked_logits": ".token_mlm.model",
-    "TokenMLMTask": ".token_mlm.task", "build_token_task": ".token_mlm.task",
+    "TokenMLMTask": ".token_mlm.task", "build_token_task": ".token_mlm.build",
     "CharMLMTask": ".char_mlm.task",
 }
 
@@ -71,4 +71,5 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
     from .token_mlm.heads import EncoderForMaskedLM, MaskedLMHead
     from .token_mlm.masking import MaskedBatch, TokenMasker
     from .token_mlm.model import build_model, load_model, masked_logits
-    from .token_mlm.task import TokenMLMTask, build_token_task
+    from .token_mlm.build import build_token_task
+    from .token_mlm.task import TokenMLMTask

@@ -145,7 +145,7 @@ def prepare(
 ):
     """Tokenise the training data once (parallel, memory-mapped, cached): `train` with the same
     settings then starts at once, on every rank and every resume."""
-    from .families import family
+    from .families import prepare_data
 
     from .api import run_config
 
@@ -154,7 +154,7 @@ def prepare(
     cfg = run_config(preset, config, sets, {"data.train": list(data or []), "data.validation": list(validation or []),
                                              "train.output_dir": output, "model.init_from": init_from})
     check_output(Path(cfg.train.output_dir), "prepare", task=cfg.task)  # the run folder `train` will use
-    typer.echo(family(cfg.task).prepare(cfg, log=_echo, progress=cfg.train.progress))
+    typer.echo(prepare_data(cfg, log=_echo, progress=cfg.train.progress))
 
 
 @app.command()

@@ -1,6 +1,7 @@
-"""The registry of model families, and what is decided through it: which config class a run's
-`task` key selects, and which family a saved model folder belongs to. Commands ask here and never
-branch on the family themselves."""
+"""The registry of model families (what a family is: `family_protocol.py`), and what is decided
+through it: which config class a run's `task` key selects, which family a saved model folder
+belongs to, and a run's start (`build_task`, `prepare_data`). Commands ask here and never branch
+on the family themselves."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from .char_mlm import FAMILY as CHAR
 from .config import from_dict, merge_sources, shown
 from .errors import ConfigError, MlmkitError
-from .family import Family
+from .family_protocol import Family
 from .folders import MODEL_MARKERS
 from .runs import CHECKPOINTS_DIR, resolve_model_dir
 from .token_mlm import FAMILY as TOKEN
@@ -72,12 +73,24 @@ def resolve_config(preset: str | None = None, config_file: str | None = None,
 
 def build_task(cfg, *, log=print, progress: bool = True, resume: bool = False):
     """The engine `Task` of a run config, built by its family (a checkpoint folder given as
-    `model.init_from` verified first)."""
+    `model.init_from` verified first). The run's entry: every rank joins the process group and
+    seeds the model's initialisation here, once (`engine.distributed.start_run`), and the family
+    builds on the ranks it is handed."""
     from .engine.checkpoint import check_model_folder
+    from .engine.distributed import start_run
 
     if cfg.model.init_from:
         check_model_folder(Path(cfg.model.init_from))
-    return family(cfg.task).build_task(cfg, log=log, progress=progress, resume=resume)
+    dist_info = start_run(cfg.train)
+    return family(cfg.task).build_task(cfg, dist_info, log=log, progress=progress, resume=resume)
+
+
+def prepare_data(cfg, *, log=print, progress: bool = True) -> str:
+    """`mlmkit prepare`: the run's one-off data preparation, by its family, on the ranks the run
+    will train on (the same start as `build_task`; preparing draws nothing from the seed)."""
+    from .engine.distributed import start_run
+
+    return family(cfg.task).prepare(cfg, start_run(cfg.train), log=log, progress=progress)
 
 
 # Test hook, not a user setting: tests/test_docs.py runs every command of the README and the docs

@@ -11,7 +11,7 @@ from .data.base import ReadStats
 from .data.records import read_texts
 from .errors import MlmkitError
 from .families import build_config, family_of_model
-from .report.samples import MaskedExample, print_examples
+from .report.masked_examples import MaskedExample, print_examples
 from .runs import read_run_config, resolve_model_dir, run_dir_of
 
 

@@ -13,7 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import char_sources  # noqa: E402
 import char_tasks  # noqa: E402
-from mlmkit.finetune.data import load_examples, split_examples, subsample  # noqa: E402
+from mlmkit.finetune.sequence_data import load_examples  # noqa: E402
+from mlmkit.finetune.splits import split_examples, subsample  # noqa: E402
 
 
 def _names(n: int, seed: int, tlds=("com", "net", "org", "de")) -> list[str]:

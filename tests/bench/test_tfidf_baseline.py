@@ -65,7 +65,7 @@ def test_main_prints_the_tables(monkeypatch, capsys):
 
 
 def test_tld_rule():
-    from mlmkit.finetune.data import Example
+    from mlmkit.finetune.sequence_data import Example
 
     train = [Example("a.edu", "x"), Example("b.edu", "x"), Example("c.com", "y"), Example("d.com", "x"),
              Example("e.com", "y")]

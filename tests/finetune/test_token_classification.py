@@ -11,8 +11,8 @@ import torch
 
 from mlmkit.errors import DataError, MlmkitError
 from mlmkit.finetune import FinetuneConfig, finetune
-from mlmkit.finetune.chunks import chunk_counts, chunks, entity_scores, is_bio
-from mlmkit.finetune.tagged import load_tagged, read_conll, read_conllu, read_jsonl
+from mlmkit.finetune.entity_f1 import chunk_counts, chunks, entity_scores, is_bio
+from mlmkit.finetune.token_data import load_tagged, read_conll, read_conllu, read_jsonl
 from mlmkit.finetune.token_task import IGNORE, align_labels
 
 QUIET = dict(log=lambda s: None)

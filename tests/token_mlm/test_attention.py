@@ -8,9 +8,8 @@ import torch
 
 from mlmkit.char_mlm.config import CharModelConfig
 from mlmkit.errors import ConfigError
-from mlmkit.families import resolve_config
+from mlmkit.families import build_task, resolve_config
 from mlmkit.token_mlm.model import SparseMLM, build_model, check_attention
-from mlmkit.token_mlm.task import build_token_task
 
 TINY = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
 
@@ -69,19 +68,19 @@ def test_the_config_key_reaches_new_and_loaded_models(tmp_path, tiny_tokenizer, 
     tiny_tokenizer.save_pretrained(tok)
     common = [f"data.train=[{data}]", f"tokenizer.name_or_path={tok}", "data.max_length=64",
               f"train.output_dir={tmp_path / 'run'}", "train.device=cpu"]
-    new = build_token_task(resolve_config(None, None, [*common, "model.attn_implementation=eager"]),
-                           log=lambda s: None, progress=False)
+    new = build_task(resolve_config(None, None, [*common, "model.attn_implementation=eager"]),
+                     log=lambda s: None, progress=False)
     assert new.model.model.config._attn_implementation == "eager"
     assert AutoConfigSaved(tiny_model_dir) == "sdpa"  # the folder's model loads with sdpa by default
-    loaded = build_token_task(resolve_config(None, None, [*common, f"model.init_from={tiny_model_dir}",
-                                                          "model.attn_implementation=eager"]),
-                              log=lambda s: None, progress=False)
+    loaded = build_task(resolve_config(None, None, [*common, f"model.init_from={tiny_model_dir}",
+                                                    "model.attn_implementation=eager"]),
+                        log=lambda s: None, progress=False)
     assert loaded.model.model.config._attn_implementation == "eager"
     # flash_attention_2 stops the run before its tokenizer or data are touched
     with pytest.raises(ConfigError, match="flash_attention_2"):
-        build_token_task(resolve_config(None, None, [f"data.train=[{tmp_path / 'missing.txt'}]",
-                                                     "train.device=cpu", "model.attn_implementation=flash_attention_2"]),
-                         log=lambda s: None, progress=False)
+        build_task(resolve_config(None, None, [f"data.train=[{tmp_path / 'missing.txt'}]",
+                                               "train.device=cpu", "model.attn_implementation=flash_attention_2"]),
+                   log=lambda s: None, progress=False)
 
 
 def AutoConfigSaved(folder) -> str:

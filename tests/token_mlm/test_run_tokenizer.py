@@ -116,7 +116,7 @@ def _checkpoint_without_tokenizer(run: Path, step: int = 2) -> Path:
 
 
 def test_a_resumed_run_without_any_copy_of_its_tokenizer_stops(tmp_path, tiny_tokenizer):
-    from mlmkit.token_mlm.task import _resume_source
+    from mlmkit.token_mlm.build import _resume_source
 
     run = tmp_path / "run"
     ckpt = _checkpoint_without_tokenizer(run)

@@ -4,20 +4,26 @@ by a small head batched over every span.
 
 Pipeline order:
 
-    config.py    sections data, model, masking
-    data.py      names: normalise, validate, alphabet, hold-out hash; streamed sources
-    masking.py   span masking, vectorised; names -> masked batches; cloze training windows
-    encoders.py  CANINE, a small scratch transformer (hashed n-gram embeddings), or two causal
-                 scratch towers (cloze: a window at every character is a target)
-    heads.py     autoregressive / parallel span heads (hashed n-gram memory, beam search)
-    model.py     encoder + head, saved and loaded as a folder
-    task.py      the engine's Task: windows of streamed names, span loss (CharMLMTask)
-    evaluate.py  `mlmkit eval`
-    predict.py   fill holes in name patterns
-    samples.py   Original / Masked / Predicted
-    export.py    the full model, or the encoder alone, with a model card
-    stats.py     `mlmkit stats`: the names before training
-    classify.py  a sequence classifier on the encoder (`mlmkit finetune`)
+    config.py           sections data, model, masking
+    data.py             names: normalise, validate, alphabet, hold-out hash; streamed sources
+    inputs.py           names as model inputs (specials, ``[CLS] chars [SEP]`` rows, span tables),
+                        shared with the portable model
+    masking.py          span masking, vectorised; names -> masked batches; cloze training windows
+    encoders.py         CANINE, a small scratch transformer (hashed n-gram embeddings), or two
+                        causal scratch towers (cloze: a window at every character is a target)
+    heads.py            autoregressive / parallel span heads (hashed n-gram memory, beam search)
+    model.py            encoder + head, saved and loaded as a folder
+    stream.py           the training names as a plan of batches: start-up scan, windows of chunks
+                        or hub records, hub positions, each rank's share (NameStream)
+    task.py             the engine's Task: the stream's names masked, span loss, save (CharMLMTask)
+    build.py            a run's task from its config (build_char_task)
+    evaluate.py         `mlmkit eval`
+    predict.py          fill holes in name patterns
+    masked_examples.py  Original / Masked / Predicted (`mlmkit show`, `train.show_samples`)
+    export.py           the full model, or the encoder alone, with a model card
+    portable.py         the model as a transformers custom model: an export loads without mlmkit
+    stats.py            `mlmkit stats`: the names before training
+    classify.py         a sequence classifier on the encoder (`mlmkit finetune`)
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MlmkitError
-from ..family import Family
+from ..family_protocol import Family
 from .config import CharConfig
 
 
@@ -33,12 +39,12 @@ class CharFamily(Family):
     name = "char"
     config_class = CharConfig
 
-    def build_task(self, cfg, *, log, progress, resume):
-        from .task import build_char_task
+    def build_task(self, cfg, dist_info, *, log, progress, resume):
+        from .build import build_char_task
 
-        return build_char_task(cfg, log=log, progress=progress)
+        return build_char_task(cfg, dist_info, log=log, progress=progress)
 
-    def prepare(self, cfg, *, log, progress):
+    def prepare(self, cfg, dist_info, *, log, progress):
         return "nothing to prepare: character data is streamed from its files (read in chunks) as it trains"
 
     def stats(self, cfg, *, log, progress, sample=None, vocab_sizes=None):
@@ -73,13 +79,13 @@ class CharFamily(Family):
         return format_fills(result)
 
     def held_out_texts(self, cfg, *, log):
-        from .task import CharMLMTask
+        from .stream import NameStream
 
-        return CharMLMTask(cfg.data, cfg.model, cfg.masking, build_model=False).eval_domains
+        return NameStream(cfg.data).eval_names
 
     def show_examples(self, model, texts, *, seed, rate, max_tokens):
         from .model import load_char_model
-        from .samples import char_examples
+        from .masked_examples import char_examples
 
         return char_examples(load_char_model(model), texts, seed=seed)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from ..engine.task import ParamGroup
-from ..family import Classifier
+from ..family_protocol import Classifier
 from .data import Alphabet, normalize_domain
 from .encoders import CanineCharEncoder, build_scratch_encoder, ngram_tables
 from .masking import encode_domains

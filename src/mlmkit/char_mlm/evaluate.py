@@ -21,7 +21,8 @@ from ..errors import ConfigError, DataError
 from .config import CharDataConfig
 from .data import DomainFilter, DomainSource
 from .model import CharMLM, bundle_of
-from .task import CharMLMTask, SpanTask
+from .stream import NameStream
+from .task import SpanTask
 
 
 def _names(bundle: CharMLM, specs: list[str], data: CharDataConfig, split: str, limit: Optional[int]):
@@ -30,8 +31,8 @@ def _names(bundle: CharMLM, specs: list[str], data: CharDataConfig, split: str, 
     mode = split if split != "auto" else ("valid" if same else "all")
     if mode == "valid":
         dcfg = dataclasses.replace(data, train=specs, max_samples=None, max_eval_samples=limit, alphabet=None)
-        task = CharMLMTask(dcfg, bundle.model_cfg, bundle.masking, alphabet=bundle.alphabet, build_model=False)
-        return task.eval_domains, task.invalid_counts()
+        stream = NameStream(dcfg, alphabet=bundle.alphabet)  # (the scan alone: its held-out names)
+        return stream.eval_names, stream.invalid_counts()
     src = DomainSource(specs, data if same else dataclasses.replace(data, format="auto", hf_data_files=None))
     ctx = src.ctx()
     names: list[str] = []

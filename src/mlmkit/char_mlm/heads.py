@@ -11,7 +11,8 @@ With ``ngram_buckets > 0`` the autoregressive head also reads a hashed n-gram me
 (`SpanNgramMemory`): at each step, embeddings of the n characters just left of the character
 (teacher-forced inside the span) and just right of the span. The encoder sees the span as MASKs,
 so only the head can look up "what follows these gold characters"; it is what a character n-gram
-model does, learned, and it was the largest single gain on domain names (README).
+model does, learned, and it was the largest single gain on domain names (docs/results-char.md,
+"How the preset got here").
 
 `ParallelSpanHead`: one independent softmax per masked position (BERT style), for comparison.
 

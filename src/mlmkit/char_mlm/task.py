@@ -1,34 +1,10 @@
-"""Character-level MLM as the engine's `Task`: streamed names -> masked span batches -> span loss.
+"""Character-level MLM as the engine's `Task`: planned names -> masked span batches -> span loss.
 
-Streaming and O(1) resume
--------------------------
-Local files are cut into chunks (byte ranges of line-based files; Parquet row groups). In epoch
-``e`` the chunks are put in a seeded random order and grouped into *windows* of about
-``shuffle_buffer`` rows; a window's training rows are shuffled (seed, epoch, window) and cut into
-a fixed number of batches computed from the window's size (bytes or Parquet rows) and the
-valid-row rate measured at start-up. A window with more rows than that drops the surplus for this
-epoch, one with fewer reuses rows, so batch ``i`` of epoch ``e`` is a pure function of
-(seed, e, i) and ``train_batches(e, start)`` reads only the window that holds ``start``:
-O(window), never the rows before it.
-
-Hub streams (``datasets.load_dataset(..., streaming=True)``, or a saved data set) are read shard
-by shard in a seeded order per pass (`data.hub.ShardedStream`); windows are consecutive groups of
-``shuffle_buffer`` records. They cannot seek by batch number, so every batch carries the stream's
-position at its window's start (the engine's `DATA_STATE`), the checkpoint keeps it, and a resumed
-run re-opens that shard at the saved `datasets` state: O(window), not O(rows before it). With as
-many shards as ranks (or more) each rank reads only its shards of each pass, endlessly (the epoch
-length is unknown, `num_batches` is None), and such a run resumes only on as many ranks; with
-fewer shards, or with ``max_samples`` (then the stream keeps its order and ends), every rank
-reads the whole stream and trains on its share of every global batch, like local files.
-
-Within a window, names are sorted by length in groups of ``data.length_group`` batches (batch order
-then shuffled) so batches carry little padding (~50% of positions otherwise).
-
-Validation rows are chosen by a hash of the normalised domain (`data.is_validation`; by default of
-the domain without its TLD, ``data.holdout_key: name``, so ``foo.cf`` and ``foo.ga`` stay
-together): the same name is always on the same side and never leaks into training. With
-``data.validation`` the held-out names come from that source instead. The evaluation set is the
-first ``max_eval_samples`` held-out names in source order, masked with a fixed seed.
+`SpanTask` is what training and evaluation share (masked span batches of a list of names, the
+span loss, metrics, saving); `CharMLMTask` adds the training names, planned by a
+`stream.NameStream` (the start-up scan, windows, hub positions, each rank's share), and masks
+them as batches. Batch ``i`` of epoch ``e`` is a pure function of (seed, e, i): the stream picks
+the names and the key of each name's mask, `masking.make_batch` draws the masks from those keys.
 
 Throughput note: on a small CPU shared with other processes, PyTorch's default intra-op threads
 can make these small models several times slower (spinning threads fight for cores);
@@ -38,55 +14,26 @@ can make these small models several times slower (spinning threads fight for cor
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
-import random
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import torch
 import torch.nn as nn
 
-from ..engine.distributed import init_distributed, unwrap
+from ..engine.distributed import Dist, all_reduce_sum_, unwrap
 from ..engine.draws import EVAL_KEY, example_keys
-from ..data.hub import StreamCursor
 from ..engine.task import DATA_STATE, Batch, LossOutput, ParamGroup, TaskBase, standard_metrics
-from ..errors import ConfigError, DataError, MlmkitError
+from ..errors import ConfigError
 from ..report.progress import progress_bar
-from ..util import mix_seed
 from .config import CharDataConfig, CharMaskingConfig, CharModelConfig
-from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
+from .data import Alphabet
 from .encoders import ngram_tables
 from .heads import span_loss
 from .inputs import encode_names
 from .masking import make_batch, span_targets, window_spans
 from .model import CharMLMModel, save_char_meta, save_char_model
-
-
-# The random streams of a run, mixed with (seed, epoch, ...) by the one seed mixer `util.mix_seed`.
-CHUNKS, WINDOW, GROUP, MASK, HUB = range(1, 6)
-
-
-@dataclass
-class _Window:
-    chunks: list  # Chunk list (local)
-    n_batches: int
-
-
-@dataclass
-class _Scan:
-    """What the start-up pass over a prefix of the data counted and collected."""
-
-    need_alphabet: bool
-    alpha_rows: list[str] = field(default_factory=list)
-    eval_names: list[str] = field(default_factory=list)
-    records: int = 0
-    valid: int = 0
-    train: int = 0
-    units: float = 0.0  # bytes (line-based files) or rows (parquet, hub) scanned
-    reached_max: bool = False
+from .stream import NameStream
 
 
 class SpanTask(TaskBase):
@@ -174,9 +121,9 @@ class SpanTask(TaskBase):
         return [ParamGroup(tables, lr_scale=self.model_cfg.ngram_lr_scale, weight_decay=0.0)] if tables else []
 
     def sample_text(self, model: nn.Module, n: int) -> str | None:
-        from .samples import eval_samples_text
+        from .masked_examples import eval_examples_text
 
-        return eval_samples_text(self, model, n)
+        return eval_examples_text(self, model, n)
 
     # ------------------------------------------------------------------ saving
     def save_pretrained(self, model: nn.Module, path: Path) -> None:
@@ -187,7 +134,7 @@ class SpanTask(TaskBase):
 
 
 class CharMLMTask(SpanTask):
-    """Character MLM on streamed names (the engine's `Task`)."""
+    """Character MLM on streamed names (the engine's `Task`): the names of a `NameStream`, masked."""
 
     def __init__(self, data: CharDataConfig | None = None, model: CharModelConfig | None = None,
                  masking: CharMaskingConfig | None = None, *, batch_size: int = 128, seed: int = 0,
@@ -195,387 +142,60 @@ class CharMLMTask(SpanTask):
                  model_instance: Optional[CharMLMModel] = None, build_model: bool = True,
                  rank: int = 0, world_size: int = 1, progress: bool = False):
         data, model, masking = data or CharDataConfig(), model or CharModelConfig(), masking or CharMaskingConfig()
-        super().__init__(model_instance, alphabet, data, model, masking, eval_domains=[],
-                         eval_batch_size=eval_batch_size or batch_size, seed=seed)
+        if batch_size < 1:
+            raise ConfigError("config key 'train.batch_size': must be >= 1")
+        self.stream = NameStream(data, batch_size=batch_size, seed=seed, rank=rank, world_size=world_size,
+                                 alphabet=alphabet)
+        super().__init__(model_instance, self.stream.alphabet, data, model, masking,
+                         eval_domains=self.stream.eval_names, eval_batch_size=eval_batch_size or batch_size, seed=seed)
         # evaluation always masks at `rate`, so runs trained at different rates stay comparable
         self.train_mask_cfg = (dataclasses.replace(self.mask_cfg, rate=self.mask_cfg.train_rate)
                                if self.mask_cfg.train_rate else self.mask_cfg)
-        if batch_size < 1:
-            raise ConfigError("config key 'train.batch_size': must be >= 1")
         self.batch_size = batch_size  # per rank
-        # Every rank plans the same global batches and trains on its share of each.
         self.rank, self.world_size = rank, world_size
-        self.global_batch = batch_size * world_size
-        d = self.data_cfg
-        if not d.train:
-            raise ConfigError("config key 'data.train': no training data given (use --data FILE)")
-        self.source = DomainSource(d.train, d)
-        # With a separate validation source nothing of the training data is held out.
-        self.holdout = 0.0 if d.validation else d.validation_fraction
-        self.filter = DomainFilter(d.idn, d.max_length)
-        self._invalid_by_key: dict = {}
-        self._scan(alphabet)
         if model_instance is None and build_model:
-            self.model = CharMLMModel(self.model_cfg, len(self.alphabet), d.max_length + 2, self.mask_cfg.max_span)
+            self.model = CharMLMModel(self.model_cfg, len(self.alphabet), data.max_length + 2, self.mask_cfg.max_span)
             if self.model_cfg.head_ngram_counts:
                 self._count_names(self.model.head, progress and rank == 0)
-        self._window_cache: dict = {}
 
     def _count_names(self, head, progress: bool = False) -> None:
         """Fill the head's count memory with every training name, once (each rank counts its
         share of the chunks; the tables are summed). A resumed run then loads its saved counts."""
-        if self.source.is_hub:
-            raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
-                              "cannot be counted before training)")
-        mine = self.chunks[self.rank::self.world_size]
+        mine = self.stream.chunks_of_rank()
         # (40,000 names took 35 s on one core here, with 1M count rows: long enough to show progress)
         with progress_bar(desc="counting names", unit="chunk", total=len(mine), disable=not progress,
                           leave=False) as bar:
             for ch in mine:
-                rows, _ = self._chunk_rows(ch)
+                rows = self.stream.chunk_names(ch)
                 for i in range(0, len(rows), 4096):
                     head.count_names(encode_names(rows[i: i + 4096], self.alphabet.encode)[1])
                 bar.update(1)
         counts = head.counts
         if counts.tally is None:  # a rank without chunks still joins the sum
             counts.add(torch.zeros((0, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long))
-        if self.world_size > 1:
-            import torch.distributed as dist
-
-            # NCCL reduces CUDA tensors only, and the model is still on the CPU here
-            buf = counts.tally.cuda() if dist.get_backend() == "nccl" else counts.tally
-            dist.all_reduce(buf)
-            if buf is not counts.tally:
-                counts.tally.copy_(buf.cpu())
+        all_reduce_sum_(counts.tally, Dist(rank=self.rank, world_size=self.world_size))
         counts.finish()
 
-    # ------------------------------------------------------------------ start-up scan
-    def _scan(self, alphabet: Optional[Alphabet]) -> None:
-        """One pass over a prefix: alphabet, valid-row rate, eval names, max_samples cut-off."""
-        d = self.data_cfg
-        scan = _Scan(need_alphabet=alphabet is None and d.alphabet is None)
-        if self.source.is_hub:
-            self._scan_hub(scan)
-        else:
-            self._scan_local(scan)
-        self.scan_summary = {"records_scanned": scan.records, "valid": scan.valid, "train": scan.train}
-        self.train_per_unit = scan.train / max(scan.units, 1)
-        if scan.valid == 0:
-            inv = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid_counts().items())) or "no records"
-            raise DataError(f"no valid domain names found ({inv})", self.source.name)
-        if scan.train == 0:
-            raise DataError("no training names left after holding out the validation split "
-                            "(lower data.validation_fraction)", self.source.name)
-        self.eval_domains = self._validation_names() if d.validation else scan.eval_names
-        if alphabet is not None:
-            self.alphabet = alphabet
-        elif d.alphabet is not None:
-            self.alphabet = Alphabet(list(d.alphabet))
-        else:
-            self.alphabet = derive_alphabet(scan.alpha_rows)
-
-    def _tally(self, scan: _Scan, dom: str) -> None:
-        """Count one valid name: alphabet sample, held-out or training, max_samples."""
-        d = self.data_cfg
-        scan.valid += 1
-        if scan.need_alphabet and len(scan.alpha_rows) < d.alphabet_sample:
-            scan.alpha_rows.append(dom)
-        if is_validation(dom, self.holdout, d.holdout_key):
-            if d.max_eval_samples is None or len(scan.eval_names) < d.max_eval_samples:
-                scan.eval_names.append(dom)
-        else:
-            scan.train += 1
-        if d.max_samples is not None and scan.valid >= d.max_samples:
-            scan.reached_max = True
-
-    def _scan_done(self, scan: _Scan) -> bool:
-        d = self.data_cfg
-        if d.max_samples is not None:
-            return scan.reached_max
-        alpha_ok = (not scan.need_alphabet) or len(scan.alpha_rows) >= d.alphabet_sample
-        eval_ok = self.holdout == 0 or (d.max_eval_samples is not None and len(scan.eval_names) >= d.max_eval_samples)
-        return alpha_ok and eval_ok and scan.records >= min(d.alphabet_sample, 10000)
-
-    def _scan_hub(self, scan: _Scan) -> None:
-        ctx = self.source.ctx()
-        for rec in self.source.iter_hub(ctx):
-            scan.records = scan.units = rec.line  # raw rows consumed (rejected ones included)
-            dom = self.filter(rec, ctx)
-            if dom is not None:
-                self._tally(scan, dom)
-            if self._scan_done(scan):
-                break
-        self._invalid_by_key["scan"] = Counter(ctx.stats.bad_counts())
-        self.hub_rows_limit = scan.records if scan.reached_max else None
-        self.chunks: list = []
-        # With max_samples the stream keeps its order (its first rows are the ones scanned) and
-        # every rank reads it all; otherwise ranks read their own shards where there are enough.
-        limited = self.hub_rows_limit is not None
-        self.stream = self.source.hub_stream(seed=mix_seed(self.seed, HUB), rank=self.rank,
-                                             world=1 if limited else self.world_size, shuffle=not limited)
-        self._hub_cursors: dict[tuple[int, int], StreamCursor] = {}
-
-    def _scan_local(self, scan: _Scan) -> None:
-        chunks = self.source.chunks()
-        limits: Optional[dict[str, int]] = None
-        for ci, ch in enumerate(chunks):
-            ctx, in_chunk, stop = self.source.ctx(), 0.0, False
-            for rec in self.source.read_chunk(ch, ctx):
-                scan.records += 1
-                in_chunk = (rec.offset - ch.start + 1) if rec.offset is not None else in_chunk + 1
-                dom = self.filter(rec, ctx)
-                if dom is not None:
-                    self._tally(scan, dom)
-                    if scan.reached_max and limits is None:
-                        # line-based: keep the lines starting before `cut`; Parquet: whole groups
-                        cut = ch.end if rec.offset is None else rec.offset + 1
-                        limits = {c.path: 0 for c in chunks[ci + 1:]}
-                        limits[ch.path] = cut
-                if scan.reached_max or self._scan_done(scan):
-                    stop = True
-                    break
-            self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
-            if stop:
-                scan.units += in_chunk
-                break
-            scan.units += ch.units
-        self.chunks = self.source.chunks(limits) if limits is not None else chunks
-        self.hub_rows_limit = None
-
-    def _validation_names(self) -> list[str]:
-        """The first `max_eval_samples` valid names of `data.validation`."""
-        d = self.data_cfg
-        source = DomainSource(d.validation, d)
-        ctx = source.ctx()
-        names: list[str] = []
-        for dom in self.filter.filter(source.iter_records(ctx), ctx):
-            names.append(dom)
-            if d.max_eval_samples is not None and len(names) >= d.max_eval_samples:
-                break
-        return names
-
-    # ------------------------------------------------------------------ epochs and windows
-    def _windows(self, epoch: int) -> list[_Window]:
-        if epoch in self._window_cache:
-            return self._window_cache[epoch]
-        B = self.global_batch
-        order = list(range(len(self.chunks)))
-        random.Random(mix_seed(self.seed, CHUNKS, epoch)).shuffle(order)
-        windows: list[_Window] = []
-        cur: list = []
-        cur_rows = 0.0
-        for i in order:
-            ch = self.chunks[i]
-            cur.append(ch)
-            cur_rows += ch.units * self.train_per_unit
-            if cur_rows >= self.data_cfg.shuffle_buffer:
-                windows.append(_Window(cur, max(1, round(cur_rows / B))))
-                cur, cur_rows = [], 0.0
-        if cur:
-            windows.append(_Window(cur, max(1, round(cur_rows / B))))
-        self._window_cache = {epoch: windows}
-        return windows
-
+    # ------------------------------------------------------------------ the engine's data calls
     def num_batches(self, epoch: int) -> Optional[int]:
-        if self.source.is_hub:
-            if self.hub_rows_limit is None:  # (and a stream split by rank never ends)
-                return None
-            n_win, rest = divmod(self.hub_rows_limit, self.data_cfg.shuffle_buffer)
-            return n_win * self._hub_per_window() + (self._window_size(rest) if rest else 0)
-        return sum(w.n_batches for w in self._windows(epoch))
-
-    def _chunk_rows(self, ch) -> tuple[list[str], Any]:
-        """The training names of one local chunk, and the reading context that counted its bad rows."""
-        ctx = self.source.ctx()
-        return self._train_rows(self.source.read_chunk(ch, ctx), ctx), ctx
-
-    def _train_rows(self, records, ctx) -> list[str]:
-        d = self.data_cfg
-        return [dom for dom in self.filter.filter(records, ctx) if not is_validation(dom, self.holdout, d.holdout_key)]
-
-    def invalid_counts(self) -> dict[str, int]:
-        """Invalid rows by reason, each stored row counted once (over the rows read so far)."""
-        total: Counter = Counter()
-        for k, c in self._invalid_by_key.items():
-            if k != "scan":
-                total.update(c)
-        # hub streams: the start-up scan and the first windows overlap; take the larger count
-        for reason, n in self._invalid_by_key.get("scan", Counter()).items():
-            total[reason] = max(total[reason], n)
-        return dict(sorted(total.items()))
-
-    def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int,
-                        stride: int = 1) -> Iterator[Batch]:
-        """Batches j0.. of window `w`: its rows shuffled, then in groups of `length_group` batches
-        sorted by length (batch order shuffled in the group). An example is its slot in the
-        shuffled window (slots past the end wrap around); its mask is keyed by that slot."""
-        split = self._split
-        B = self.batch_size if split else self.global_batch
-        random.Random(mix_seed(self.seed, WINDOW, epoch, w)).shuffle(rows)
-        # Ranks reading their own shards number their slots alike: their masks must differ.
-        mask_seed = mix_seed(self.seed, MASK, epoch, w, self.rank) if split else mix_seed(self.seed, MASK, epoch, w)
-        G = max(1, self.data_cfg.length_group)
-        cache: dict[int, list[list[int]]] = {}
-        for j in range(j0, n_batches, stride):
-            g, jj = divmod(j, G)
-            if g not in cache:
-                cache.clear()
-                slots = list(range(g * G * B, min((g + 1) * G, n_batches) * B))
-                if G > 1:  # similar lengths together (less padding), batch order shuffled in the group
-                    slots.sort(key=lambda t: len(rows[t % len(rows)]))
-                groups = [slots[t: t + B] for t in range(0, len(slots), B)]
-                if G > 1:
-                    random.Random(mix_seed(self.seed, GROUP, epoch, w, g)).shuffle(groups)
-                cache[g] = groups
-            mine = cache[g][jj] if split else self.rows_of_rank(cache[g][jj])
-            keys = example_keys(mask_seed, torch.tensor(mine, dtype=torch.int64))
-            yield make_batch([rows[t % len(rows)] for t in mine], self.alphabet, self.train_mask_cfg, keys)
+        return self.stream.num_batches(epoch)
 
     def train_batches(self, epoch: int, start: int = 0, stride: int = 1) -> Iterator[Batch]:
-        if self.source.is_hub:
-            yield from self._hub_batches(epoch, start, stride)
-            return
-        first, nxt = 0, start  # nxt: the next batch number wanted
-        for w, win in enumerate(self._windows(epoch)):
-            if nxt >= first + win.n_batches:
-                first += win.n_batches
-                continue
-            rows: list[str] = []
-            for ch in win.chunks:
-                chunk_rows, ctx = self._chunk_rows(ch)
-                rows.extend(chunk_rows)
-                # each chunk counted once, however often it is read
-                self._invalid_by_key[ch] = Counter(ctx.stats.bad_counts())
-            if not rows:  # a window of invalid rows only: borrow the names of another chunk
-                rows = self._fallback_rows()
-            yield from self._window_batches(rows, win.n_batches, epoch, w, nxt - first, stride)
-            nxt = _next_wanted(nxt, first + win.n_batches, stride)
-            first += win.n_batches
-
-    def _fallback_rows(self) -> list[str]:
-        for ch in self.chunks:
-            rows, _ = self._chunk_rows(ch)
-            if rows:
-                return rows
-        raise DataError("no training names in the data", self.source.name)
-
-    # ------------------------------------------------------------------ hub streams
-    @property
-    def _split(self) -> bool:
-        """Whether this rank trains on its own shards of a hub stream (not a share of every batch)."""
-        return self.source.is_hub and self.stream.split
-
-    def _window_size(self, rows: int) -> int:
-        """Batches made from a window of `rows` raw rows (each rank's batch when split)."""
-        return max(1, round(rows * self.train_per_unit / (self.batch_size if self._split else self.global_batch)))
-
-    def _hub_per_window(self) -> int:
-        return self._window_size(self.data_cfg.shuffle_buffer)
-
-    def _hub_batches(self, epoch: int, start: int, stride: int = 1) -> Iterator[Batch]:
-        """Windows of `shuffle_buffer` consecutive records of the stream (rejected rows not
-        counted), each cut into a fixed number of batches. Every batch carries the stream's
-        position at its window's start (`DATA_STATE`), which the engine saves: a resumed run
-        starts reading there, not at the stream's start."""
-        W, per = self.data_cfg.shuffle_buffer, self._hub_per_window()
-        w, j0 = divmod(start, per)
-        at, cursor = self._hub_start(epoch, w)
-        ctx = self.source.ctx()
-        cursor, records = self.stream.open(ctx, cursor)
-        left = None if self.hub_rows_limit is None else max(0, self.hub_rows_limit - at * W)
-        while left is None or left > 0:
-            window_start, counted = dataclasses.replace(cursor), Counter(ctx.stats.bad_counts())
-            window = list(itertools.islice(records, W if left is None else min(W, left)))
-            if not window:
-                return
-            left = None if left is None else left - len(window)
-            if at == w:  # (windows before it are read only to reach it)
-                rows = self._train_rows(window, ctx)
-                self._invalid_by_key[("hub", epoch, at)] = Counter(ctx.stats.bad_counts()) - counted
-                n = per if len(window) == W else self._window_size(len(window))
-                mark = {"epoch": epoch, "window": at, "cursor": window_start.to_json(), "split": self._split_key()}
-                for batch in (self._window_batches(rows, n, epoch, at, j0, stride) if rows and j0 < n else ()):
-                    batch[DATA_STATE] = mark
-                    yield batch
-                w, j0 = divmod(_next_wanted(at * per + j0, at * per + n, stride), per)
-            at += 1
-
-    def _split_key(self) -> Optional[list[int]]:
-        return [self.rank, self.world_size] if self._split else None
-
-    def _hub_start(self, epoch: int, w: int) -> tuple[int, StreamCursor]:
-        """The nearest known window start at or before window `w` of `epoch` (a saved one, else the
-        epoch's start)."""
-        known = [v for (e, v) in self._hub_cursors if e == epoch and v <= w]
-        if not known:
-            return 0, StreamCursor(epoch=epoch)
-        return max(known), self._hub_cursors[(epoch, max(known))]
+        for planned in self.stream.batches(epoch, start, stride):
+            batch = make_batch(planned.names, self.alphabet, self.train_mask_cfg, planned.keys)
+            if planned.data_state is not None:  # a hub stream's position, which the engine saves
+                batch[DATA_STATE] = planned.data_state
+            yield batch
 
     def load_data_state(self, states: list) -> None:
-        """Resume a hub stream where the checkpoint's window started. A stream split by rank can
-        continue only on the same ranks (each read its own shards); a read-all stream on any."""
-        if not self.source.is_hub:
-            return
-        mine = next((s for s in states if s), None)
-        if mine is None:
-            return
-        split = mine.get("split")
-        if split is None and self.stream.split:  # (saved by a run that read it all: keep doing so)
-            self.stream.split, self.stream.rank, self.stream.world = False, 0, 1
-        elif split is not None:
-            if split[1] != self.world_size or len(states) != self.world_size or not self.stream.split:
-                raise MlmkitError(f"the checkpoint's hub stream was split over {split[1]} ranks, each reading its "
-                                  f"own shards of {self.source.name}: resume it on {split[1]} ranks")
-            mine = states[self.rank]
-        self._hub_cursors[(mine["epoch"], mine["window"])] = StreamCursor.from_json(mine["cursor"])
+        self.stream.load_state(states)
 
     def describe(self) -> dict[str, Any]:
         m = unwrap(self.model) if hasattr(self, "model") else None
-        out = {
-            "task": "char",
-            "alphabet_size": len(self.alphabet),
-            "alphabet": "".join(self.alphabet.chars),
-            "source": self.source.name,
-            "eval_names": len(self.eval_domains),
-            "scan": self.scan_summary,
-            "invalid_rows": self.invalid_counts(),
-            "batches_per_epoch": self.num_batches(0),
-        }
-        if self.source.is_hub:  # how the ranks share the stream
-            out["hub_shards"] = self.stream.n_shards
-            out["hub_split_by_rank"] = self.stream.split
+        out = {"task": "char", "alphabet_size": len(self.alphabet), "alphabet": "".join(self.alphabet.chars),
+               **self.stream.describe()}
         if m is not None:
             out["parameters"] = sum(p.numel() for p in m.parameters())
             out["encoder"] = self.model_cfg.arch
             out["head"] = f"{self.model_cfg.head}/{self.model_cfg.head_kind}"
         return out
-
-
-def _next_wanted(nxt: int, end: int, stride: int) -> int:
-    """The first batch number >= `end` in the sequence nxt, nxt + stride, ..."""
-    return nxt if nxt >= end else nxt + -(-(end - nxt) // stride) * stride
-
-
-def build_char_task(cfg, *, log=None, progress: bool = False) -> CharMLMTask:
-    """The task of a run config (`task: char`; sections data, model, masking; train.batch_size
-    and train.seed)."""
-    # Seed the model's initialisation (torch seeds its generator randomly at start-up): a run is
-    # reproducible from its config, and every rank of a distributed run builds the same model.
-    torch.manual_seed(cfg.train.seed)
-    dist_info = init_distributed(cfg.train.strategy, cfg.train.dist_timeout_minutes)  # no-op for one process
-    task = CharMLMTask(cfg.data, cfg.model, cfg.masking, batch_size=cfg.train.batch_size, seed=cfg.train.seed,
-                       rank=dist_info.rank, world_size=dist_info.world_size, progress=progress)
-    if log is not None:
-        d = task.describe()
-        inv = ", ".join(f"{k} {v}" for k, v in d["invalid_rows"].items()) or "none"
-        log(f"char task: {d['scan']['train']:,} training names scanned, {d['eval_names']:,} held-out names, "
-            f"alphabet {d['alphabet_size']} ({d['alphabet']}), {d.get('parameters', 0):,} parameters, "
-            f"{d['batches_per_epoch'] or 'unknown'} batches/epoch; invalid rows skipped: {inv}")
-        loaded = getattr(getattr(getattr(task, "model", None), "encoder", None), "loaded", None)
-        if loaded is not None:
-            log(f"continuing pre-training from {cfg.model.init_from}: {loaded[0]} of {loaded[1]} encoder tensors "
-                "loaded; the span head is new")
-        if "hub_shards" in d:
-            how = "each rank reads its own shards" if d["hub_split_by_rank"] else "every rank reads it whole"
-            log(f"hub stream: {d['hub_shards']} shard(s); {how} (hub_split_by_rank: {d['hub_split_by_rank']})")
-    return task

@@ -1,5 +1,5 @@
-"""torchrun: joining the process group, collectives the loop needs, FSDP2 sharding, and the
-module under the wrappers (DDP, torch.compile)."""
+"""torchrun: joining the process group (and seeding a run's start, `start_run`), collectives the
+loop and the tasks need, FSDP2 sharding, and the module under the wrappers (DDP, torch.compile)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,18 @@ def init_distributed(strategy: str = "auto", timeout_minutes: float = 60.0) -> D
                 strategy="fsdp" if strategy == "fsdp" else "ddp")
 
 
+def start_run(cfg) -> Dist:
+    """What every rank does first for a run built from a config (`cfg`: its `TrainConfig`), once,
+    before anything of the run is built: join the process group torchrun describes, then seed
+    torch's generator with `train.seed`. The model's initialisation is drawn from that generator,
+    so a run is reproducible from its config and every rank builds the same model (FSDP shards
+    each rank's own copy without broadcasting it). The run's entry calls it
+    (`families.build_task`, `families.prepare_data`) and hands the `Dist` to the family."""
+    dist_info = init_distributed(cfg.strategy, cfg.dist_timeout_minutes)
+    torch.manual_seed(cfg.seed)
+    return dist_info
+
+
 def barrier(dist_info: Dist) -> None:
     if dist_info.enabled:
         import torch.distributed as dist
@@ -70,6 +82,21 @@ def all_reduce_sum(values: list[float], device: torch.device, dist_info: Dist) -
     t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_reduce_sum_(tensor: torch.Tensor, dist_info: Dist) -> torch.Tensor:
+    """Sum `tensor` over the ranks, in place, and return it (itself in one process). NCCL reduces
+    CUDA tensors only: a CPU tensor (say, a table filled before the model moved to its device)
+    makes the round trip through the GPU."""
+    if not dist_info.enabled:
+        return tensor
+    import torch.distributed as dist
+
+    buf = tensor.cuda() if dist.get_backend() == "nccl" else tensor
+    dist.all_reduce(buf)
+    if buf is not tensor:
+        tensor.copy_(buf.cpu())
+    return tensor
 
 
 def all_gather_objects(obj, dist_info: Dist) -> list:

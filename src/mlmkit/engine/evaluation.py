@@ -10,7 +10,7 @@ import torch
 
 from .device import autocast, to_device
 from .distributed import Dist, all_gather_objects
-from .task import standard_metrics
+from .task import Task
 
 
 def _add(totals: dict[str, Any], key: str, value: Any) -> None:
@@ -20,7 +20,7 @@ def _add(totals: dict[str, Any], key: str, value: Any) -> None:
 
 
 @torch.no_grad()
-def evaluate(task, model: torch.nn.Module, device: torch.device, precision: str,
+def evaluate(task: Task, model: torch.nn.Module, device: torch.device, precision: str,
              dist_info: Dist | None = None) -> dict[str, float]:
     """`task`'s evaluation metrics for `model` on `task.eval_batches()`.
 
@@ -48,8 +48,7 @@ def evaluate(task, model: torch.nn.Module, device: torch.device, precision: str,
         # checkpoint) would no longer find its sharded parameters in the model.
         model.reshard()
     model.train(was_training)
-    metrics = getattr(task, "eval_metrics", standard_metrics)
-    return metrics(totals)
+    return task.eval_metrics(totals)
 
 
 def _combine(per_rank: list[dict[str, Any]]) -> dict[str, Any]:

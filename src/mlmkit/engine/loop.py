@@ -163,6 +163,8 @@ class Trainer:
             # Small models on a small, busy CPU: fewer threads than cores can be several times
             # faster (spinning OpenMP threads fight over the cores).
             torch.set_num_threads(cfg.threads)
+        # A run built from a config joined the process group at its entry (`start_run`), and this
+        # only describes it; a task built by hand joins it here.
         self.dist = init_distributed(cfg.strategy, cfg.dist_timeout_minutes)
         self.device = pick_device(cfg.device)
         self.precision = pick_precision(cfg.precision, self.device)
@@ -175,11 +177,13 @@ class Trainer:
             if self.resume and not self.out_dir.exists():  # a mistyped folder: say so, create nothing
                 ckpt_io.check_resumable(self.out_dir, self.resume)
             self.run_lock = claim(self.out_dir, "train", resume=bool(self.resume), log=self.log)
+        # Training's own draws (dropout) from here on: one stream per rank, so the ranks do not drop
+        # the same units. (The model's initialisation, alike on every rank, was seeded before it was
+        # built: `start_run` for a run from a config, the caller for a task built by hand.)
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = self._place_model()
-        self.submodule = getattr(self.task, "saved_submodule", "")  # optional in the Task contract
-        groups = getattr(self.task, "param_groups", lambda m: [])(self.model)
-        self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, groups)
+        self.submodule = self.task.saved_submodule
+        self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, self.task.param_groups(self.model))
         self.sparse_params = [p for p in self.model.parameters() if id(p) in sparse_parameters(self.model)]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.state = self._restore() if self.resume else TrainState()
@@ -256,9 +260,7 @@ class Trainer:
         states = self.state.data_state
         if not states:
             return None
-        hook = getattr(self.task, "load_data_state", None)  # optional in the Task contract
-        if hook is not None:
-            hook(states)
+        self.task.load_data_state(states)
         return states[self.dist.rank] if self.dist.rank < len(states) else None
 
     def _candidates(self):
@@ -287,7 +289,8 @@ class Trainer:
 
     def _global_batch(self) -> int:
         """Rows of one step over all ranks (the task's per-rank batch size, else train.batch_size)."""
-        return getattr(self.task, "batch_size", self.cfg.batch_size) * self.dist.world_size
+        per_rank = self.cfg.batch_size if self.task.batch_size is None else self.task.batch_size
+        return per_rank * self.dist.world_size
 
     def _check_elastic(self, state: TrainState) -> None:
         """Resuming on another number of ranks continues the same sample order (and masks) if the
@@ -306,7 +309,7 @@ class Trainer:
                      "the same order of samples continues")
 
     def _wrap_model(self) -> torch.nn.Module:
-        if self.dist.enabled and getattr(self.task, "world_size", 1) != self.dist.world_size:
+        if self.dist.enabled and self.task.world_size != self.dist.world_size:
             # A task shards its data by rank itself (rank/world_size); one that does not would
             # have every rank train on the same batches -- correct but wasted.
             self.log(f"warning: {type(self.task).__name__} does not split its batches over the "
@@ -627,7 +630,7 @@ class Trainer:
         if not (self.main and self.cfg.show_samples > 0 and not self.dist.fsdp):
             return
         try:
-            text = getattr(self.task, "sample_text", lambda m, n: None)(self.model, self.cfg.show_samples)
+            text = self.task.sample_text(self.model, self.cfg.show_samples)
         except Exception as e:  # a display aid must never stop a long run; say so once
             if not self._sample_error:
                 warnings.warn(f"could not log prediction samples: {type(e).__name__}: {e}", stacklevel=2)
@@ -666,9 +669,7 @@ class Trainer:
                               f"the newest checkpoint in {self.ckpt_dir} is from before (try a lower optim.lr)")
 
     def _model_files(self, folder: Path) -> None:
-        hook = getattr(self.task, "model_files", None)  # optional in the Task contract
-        if hook is not None:
-            hook(self.model, folder)
+        self.task.model_files(self.model, folder)
 
     # ------------------------------------------------------------------------ finish
     def _finish(self) -> dict[str, Any]:

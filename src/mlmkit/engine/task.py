@@ -3,8 +3,8 @@
 The engine (`engine/loop.py`) knows nothing about tokens, characters or labels. A *task* owns the
 model, turns data into batches (masking included), computes the loss and says how many real
 targets a batch holds; the token-level MLM (`token_mlm`), the character-level MLM (`char_mlm`)
-and sequence classification (`finetune`) are the tasks mlmkit ships. `TaskBase` gives the
-optional parts a default.
+and sequence and token classification (`finetune`) are the tasks mlmkit ships. `Task` lists what
+the engine asks for, required and optional; `TaskBase` gives the optional parts their defaults.
 
 Determinism rule: batch number `index` of epoch `epoch` must be a pure function of
 (seed, epoch, index) -- data order *and* mask -- so that resume can start at any batch in O(1)
@@ -63,7 +63,31 @@ class ParamGroup:
 
 
 class Task(Protocol):
+    """What the engine asks of a task.
+
+    Required: `model`, `num_batches`, `train_batches`, `eval_batches`, `counts`, `forward`,
+    `save_pretrained` (a task that is only evaluated, `engine.evaluate`, needs `eval_batches`,
+    `forward` and `eval_metrics`).
+
+    Optional, with the defaults `TaskBase` gives (a task that subclasses it writes only what it
+    changes; one that does not must define them all, since the engine calls them as they are):
+
+    `batch_size`            None: the engine takes `train.batch_size` (rows per rank)
+    `rank`, `world_size`    0 and 1: the task does not split its batches over ranks
+    `saved_submodule`       "": the model itself is what is saved
+    `param_groups(model)`   []: every parameter in the one default group
+    `load_data_state(s)`    nothing: the task's data position is a function of the step
+    `eval_metrics(totals)`  `standard_metrics(totals)`: loss, perplexity, accuracy
+    `model_files(m, path)`  nothing: a checkpoint folder holds the weights only
+    `sample_text(m, n)`     None: nothing logged at evaluations
+    `describe()`            {}: no facts to report
+    """
+
     model: torch.nn.Module
+    batch_size: int | None  # rows per rank of a training batch (the global batch is this x ranks)
+    rank: int
+    world_size: int  # ranks the task splits its batches over (the engine warns if it does not)
+    saved_submodule: str  # the submodule of `model` whose weights make the saved model
 
     def num_batches(self, epoch: int) -> int | None:
         """Batches in one epoch (None for an endless stream)."""
@@ -86,8 +110,23 @@ class Task(Protocol):
     def save_pretrained(self, model: torch.nn.Module, path: Path) -> None:
         """Write a loadable model folder (weights in safetensors, config, tokenizer/alphabet)."""
 
+    def param_groups(self, model: torch.nn.Module) -> list[ParamGroup]:
+        """Parameters to optimise apart (own LR multiplier / weight decay). Optional: []."""
+
+    def load_data_state(self, states: list) -> None:
+        """On resume, the `DATA_STATE` each rank saved (see `TaskBase`). Optional: nothing."""
+
+    def eval_metrics(self, totals: dict[str, Any]) -> dict[str, float]:
+        """Metrics from the summed evaluation counts. Optional: `standard_metrics`."""
+
+    def model_files(self, model: torch.nn.Module, path: Path) -> None:
+        """What makes a checkpoint folder a loadable model folder. Optional: nothing."""
+
+    def sample_text(self, model: torch.nn.Module, n: int) -> str | None:
+        """A few validation examples as text, logged at evaluations. Optional: None."""
+
     def describe(self) -> dict[str, Any]:
-        """A few facts for the run summary (vocab size, examples, ...)."""
+        """A few facts about the task (vocab size, examples, ...), for logs. Optional: {}."""
 
 
 def standard_metrics(totals: dict[str, Any]) -> dict[str, float]:
@@ -101,8 +140,9 @@ def standard_metrics(totals: dict[str, Any]) -> dict[str, float]:
 
 
 class TaskBase:
-    """Defaults for the optional parts of a task."""
+    """Defaults for the optional parts of a task (the table in `Task`'s docstring)."""
 
+    batch_size: int | None = None  # rows per rank; None: the engine's train.batch_size
     rank: int = 0
     world_size: int = 1  # ranks the task splits its batches over (the engine warns if it does not)
     # The submodule of `model` whose weights make the saved model (a wrapper such as token_mlm's
@@ -138,3 +178,7 @@ class TaskBase:
         """A few validation examples as text (Original / Masked / Predicted), logged at each
         evaluation; None if the task has nothing to show."""
         return None
+
+    def describe(self) -> dict[str, Any]:
+        """A few facts about the task (vocab size, examples, ...), for logs; none by default."""
+        return {}

@@ -10,242 +10,43 @@ records are reported by file and line), or a folder of label sub-folders, one do
 file (``bbc/business/001.txt`` ...). Records are split into train / validation (/ test) by a hash
 of the text -- the same text always lands on the same side, on every machine and run.
 
-Training runs on the engine (`engine.train`: checkpoints, precision, logging, early stopping):
-the model family builds the classifier (`Family.classifier`: for token models
-`AutoModelForSequenceClassification` on the encoder's weights with a new, seeded head; for
-character models `char_mlm.classify.CharClassifier`), AdamW with warmup and linear decay,
-evaluation on the validation split after every epoch (or every ``--eval-every`` steps), early
-stopping on validation accuracy, and the best weights restored at the end (`checkpoints/best`).
-``--from-scratch`` re-initialises every weight but keeps the architecture and tokenizer: the
-baseline that shows what pre-training bought.
+Training runs on the engine (`run.py`): the model family builds the classifier
+(`Family.classifier`: for token models `AutoModelForSequenceClassification` on the encoder's
+weights with a new, seeded head; for character models `char_mlm.classify.CharClassifier`),
+early stopping on validation accuracy, the best weights restored at the end. ``--from-scratch``
+re-initialises every weight but keeps the architecture and tokenizer: the baseline that shows
+what pre-training bought.
 
 Output: a folder that ``pipeline("text-classification", model=OUT)`` loads with the label
-names (token models), plus ``metrics.json`` (validation/test accuracy and macro-F1), ``metrics.jsonl`` (curves
-for ``mlmkit plot``) and a ``README.md`` model card.
+names (token models), plus ``metrics.json`` (validation/test accuracy and macro-F1),
+``metrics.jsonl`` (curves for ``mlmkit plot``) and a ``README.md`` model card.
 
 ``--task token-classification`` tags every word instead (NER, POS): CoNLL / CoNLL-U / JSON Lines
-data (`tagged.py`), labels on the first sub-token of each word (`token_task.py`), the family's
-`Family.tagger` (`AutoModelForTokenClassification` for token models), early stopping on entity F1
-(seqeval rules, `chunks.py`; word accuracy for tag sets that are not BIO), and a folder that
+data, labels on the first sub-token of each word, the family's `Family.tagger`
+(`AutoModelForTokenClassification` for token models), early stopping on entity F1 (seqeval
+rules; word accuracy for tag sets that are not BIO), and a folder that
 ``pipeline("token-classification", model=OUT)`` loads with the tag names.
+
+The files, shared ones first, then sequence classification (a label per text), then token
+classification (a tag per word):
+
+    run.py               finetune(), FinetuneConfig, FinetuneResult: the run on the engine
+    card.py              metrics.json and the README.md model card of the output folder
+    splits.py            the hash split into train / validation / test; the training subsample
+    labelled_task.py     the engine-task base both tasks share, macro-F1, a prepared run
+    sequence_data.py     labelled texts: CSV / TSV / JSON Lines, folders of label folders
+    sequence_prepare.py  texts -> split -> the family's classifier -> the task
+    sequence_task.py     ClassificationTask: cross-entropy per text, accuracy, macro-F1
+    token_data.py        tagged sentences: CoNLL, CoNLL-U, JSON Lines, hub data sets
+    token_prepare.py     sentences -> split -> the family's tagger -> aligned labels -> the task
+    token_task.py        TokenClassificationTask: a label on each word's first sub-token
+    entity_f1.py         entity chunks and entity-level precision / recall / F1 (seqeval rules)
 """
 
-from __future__ import annotations
-
-import json
-import math
-from collections import Counter
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Callable, Optional
-
-import torch
-
-from ..engine.config import OptimConfig, TrainConfig
-from ..engine.device import pick_device
-from ..engine.evaluation import evaluate
-from ..engine.loop import train
-from ..errors import MlmkitError
-from ..families import family_of_model, open_model_dir
-from ..folders import claim
-from .data import Example, load_examples, split_examples, subsample
-from .task import ClassificationTask, Prepared, classification_metrics
+from .run import FinetuneConfig, FinetuneResult, finetune
+from .sequence_data import Example, load_examples
+from .sequence_task import classification_metrics
+from .splits import split_examples
 
 __all__ = ["FinetuneConfig", "FinetuneResult", "finetune", "classification_metrics", "load_examples",
            "split_examples", "Example"]
-
-TASKS = ("classification", "token-classification")
-# Column defaults per task (None in the config: the task's default).
-DEFAULT_COLUMNS = {"classification": ("text", "label"), "token-classification": ("tokens", "tags")}
-
-
-@dataclass
-class FinetuneConfig:
-    task: str = "classification"  # or "token-classification" (a tag per word: NER, POS)
-    text_column: Optional[str] = None  # None: "text" (classification), "tokens" (token-classification)
-    label_column: Optional[str] = None  # None: "label", or "tags" ("upos" for CoNLL-U files)
-    validation_fraction: float = 0.1
-    test_fraction: float = 0.0  # > 0: also report accuracy on a test split never used for stopping
-    epochs: float = 3.0
-    max_minutes: Optional[float] = None  # wall-clock budget (stops early; the LR schedule follows it)
-    batch_size: int = 16
-    lr: float = 3e-4
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_length: int = 128
-    patience: Optional[int] = 2  # evaluations without a better validation accuracy (None: never stop)
-    eval_every: Optional[int] = None  # steps; None: once per epoch
-    seed: int = 0
-    from_scratch: bool = False
-    max_samples: Optional[int] = None
-    # a seeded sample of the training split only (validation and test stay whole): the few-labels
-    # setting where pre-training should pay off most
-    max_train_samples: Optional[int] = None
-    device: str = "auto"
-    # CPU threads for torch. On a machine shared with other jobs, 1 thread can be several times
-    # faster than 2 oversubscribed ones (measured 0.11 s vs 0.4-1.6 s per step, BERT tiny).
-    threads: Optional[int] = None
-    progress: bool = True
-
-    def __post_init__(self):
-        if self.task not in TASKS:
-            raise MlmkitError(f"unknown fine-tuning task {self.task!r} (supported: {', '.join(TASKS)})")
-        text_default, label_default = DEFAULT_COLUMNS[self.task]
-        self.text_column = self.text_column or text_default
-        self.label_column = self.label_column or label_default
-        if not 0 < self.validation_fraction < 1 or not 0 <= self.test_fraction < 1 \
-                or self.validation_fraction + self.test_fraction >= 1:
-            raise MlmkitError("validation and test fractions must be in [0, 1) and leave some training data")
-        if self.epochs <= 0 or self.batch_size < 1 or self.lr <= 0:
-            raise MlmkitError("epochs, batch size and learning rate must be positive")
-        if self.max_train_samples is not None and self.max_train_samples < 1:
-            raise MlmkitError("max_train_samples must be >= 1")
-
-
-@dataclass
-class FinetuneResult:
-    labels: list[str]
-    validation: dict = field(default_factory=dict)
-    test: dict = field(default_factory=dict)
-    best_step: int = 0
-    steps: int = 0
-    train_seconds: float = 0.0
-    stopped: str = "finished"
-    sizes: dict = field(default_factory=dict)
-
-
-def finetune(model: str, data: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-             log: Callable[[str], None] = print, overwrite: bool = False) -> FinetuneResult:
-    """Fine-tune `model` (run folder, model folder, exported encoder, or character model) on
-    `data`; save the classifier (or, for token classification, the tagger) to `out`, a new or
-    empty folder (`overwrite`: one that holds an earlier output of mlmkit, cleared first)."""
-    cfg = cfg or FinetuneConfig()
-    path, _ = open_model_dir(model)
-    out = Path(out)
-    run_lock = claim(out, "finetune", overwrite=overwrite, source=Path(path), log=log)
-    try:
-        return _finetune(path, model, list(data), out, cfg, log)
-    finally:
-        run_lock.release()
-
-
-def _finetune(path: str, model: str, data: list[str], out: Path, cfg: FinetuneConfig, log) -> FinetuneResult:
-    if cfg.task == "token-classification":
-        from .tagging import prepare_tagging
-
-        run = prepare_tagging(path, list(data), cfg, log)
-    else:
-        run = _prepare_classification(path, list(data), cfg, log)
-    log(f"{'randomly initialised' if cfg.from_scratch else 'pre-trained'} {type(run.clf.model).__name__} "
-        f"({sum(p.numel() for p in run.clf.model.parameters()) / 1e6:.2f}M parameters) from {path}")
-    threads_before = torch.get_num_threads()
-    try:
-        result = _train(run, cfg, out, log)
-    finally:
-        torch.set_num_threads(threads_before)  # a library call must not change the caller's torch
-    run.clf.save(out)
-    _write_card(out, cfg, result, model, data, run)
-    key = run.best_metric[len("eval_"):]
-    test = result.test
-    log(f"best validation {key} {result.validation[key]:.4f} (step {result.best_step} of {result.steps}); "
-        + (f"test accuracy {test['accuracy']:.4f}, " + (f"F1 {test['f1']:.4f}, " if "f1" in test else "")
-           + f"macro-F1 {test['macro_f1']:.4f}; " if test else "")
-        + f"saved to {out}")
-    return result
-
-
-def _prepare_classification(path: str, data: list[str], cfg: FinetuneConfig, log) -> Prepared:
-    """Examples, the hash split, the family's classifier and the engine task."""
-    examples = load_examples(data, cfg.text_column, cfg.label_column, cfg.max_samples, log=log)
-    train_ex, val_ex, test_ex = split_examples(examples, cfg.validation_fraction, cfg.test_fraction)
-    train_ex = subsample(train_ex, cfg.max_train_samples, cfg.seed)
-    labels = sorted({e.label for e in examples})
-    log(f"{len(labels)} labels ({', '.join(f'{k}: {v}' for k, v in sorted(Counter(e.label for e in examples).items()))}); "
-        f"split {len(train_ex)} train / {len(val_ex)} validation / {len(test_ex)} test")
-    clf = family_of_model(path).classifier(path, labels, from_scratch=cfg.from_scratch, seed=cfg.seed,
-                                           max_length=cfg.max_length)
-    lab_id = {l: i for i, l in enumerate(labels)}
-
-    def encode(examples: list[Example]):
-        return clf.prepare([e.text for e in examples]), [lab_id[e.label] for e in examples]
-
-    task = ClassificationTask(clf, encode(train_ex), encode(val_ex), len(labels), batch_size=cfg.batch_size,
-                              seed=cfg.seed)
-    return Prepared(clf, task, encode(test_ex) if test_ex else None, labels,
-                    {"train": len(train_ex), "validation": len(val_ex), "test": len(test_ex)}, "eval_accuracy")
-
-
-def _split_metrics(task, device) -> dict:
-    """The task's evaluation metrics without the ``eval_`` prefix; ``n``: examples (words) scored."""
-    m = {k[len("eval_"):]: v for k, v in evaluate(task, task.model, device, "fp32").items() if k.startswith("eval_")}
-    m["n"] = int(m.pop("targets", 0))
-    return m
-
-
-def _train(run: Prepared, cfg: FinetuneConfig, out: Path, log) -> FinetuneResult:
-    """The engine's loop on the prepared task; the best validation score's weights are restored
-    at the end, then validation and test are scored."""
-    per_epoch = math.ceil(run.sizes["train"] / cfg.batch_size)
-    # epochs as steps, and a time budget if given: whichever comes first ends the run (the LR
-    # schedule follows the nearer end)
-    train_cfg = TrainConfig(output_dir=str(out), seed=cfg.seed, batch_size=cfg.batch_size,
-                            max_steps=max(1, int(math.ceil(per_epoch * cfg.epochs))), max_minutes=cfg.max_minutes, device=cfg.device, eval_every=cfg.eval_every or per_epoch,
-                            eval_at_start=False, save_every=0, keep_checkpoints=1,
-                            early_stopping_patience=cfg.patience, best_metric=run.best_metric, restore_best=True,
-                            progress=cfg.progress, threads=cfg.threads, show_samples=0)
-    optim = OptimConfig(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=[0.9, 0.999], eps=1e-8,
-                        warmup_ratio=cfg.warmup_ratio, schedule="linear", grad_clip=1.0)
-    summary = train(run.task, train_cfg, optim, save_final=False, log=log)
-    result = FinetuneResult(labels=run.labels, sizes=dict(run.sizes))
-    result.steps, result.stopped = summary["step"], summary["stopped"]
-    result.best_step = summary.get("best_step") or summary["step"]
-    result.train_seconds = summary["train_seconds"]
-    device = pick_device(cfg.device)
-    result.validation = _split_metrics(run.task, device)
-    if run.test is not None:
-        result.test = _split_metrics(run.task.with_evaluation(run.test), device)
-    return result
-
-
-def _card_table(result: FinetuneResult, tagging: bool) -> str:
-    rows = [("validation", result.validation)] + ([("test", result.test)] if result.test else [])
-    if not tagging:
-        head = "| split | examples | accuracy | macro-F1 |\n|---|---|---|---|\n"
-        return head + "\n".join(f"| {name} | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} |" for name, m in rows)
-    head = "| split | words | accuracy | precision | recall | F1 | macro-F1 |\n|---|---|---|---|---|---|---|\n"
-    return head + "\n".join(f"| {name} | {m['n']} | {m['accuracy']:.4f} | {m['precision']:.4f} | {m['recall']:.4f} "
-                             f"| {m['f1']:.4f} | {m['macro_f1']:.4f} |" for name, m in rows)
-
-
-def _write_card(out: Path, cfg: FinetuneConfig, result: FinetuneResult, model: str, data, run: Prepared) -> None:
-    summary = {"base_model": str(model), "data": list(map(str, data)), "config": asdict(cfg), **asdict(result)}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-    tagging = cfg.task == "token-classification"
-    usage = run.clf.usage.replace("{out}", str(out))
-    note = ""
-    if tagging:
-        note = ("\nPrecision, recall and F1 are entity-level (seqeval / conlleval chunk rules); macro-F1 "
-                "averages over entity types.\n" if run.task.bio else
-                "\nThe tags are not BIO chunks, so precision = recall = F1 = word accuracy; macro-F1 "
-                "averages over tags.\n")
-    card = f"""---
-library_name: {run.clf.library}
-pipeline_tag: {'token-classification' if tagging else 'text-classification'}
-tags:
-- mlmkit
----
-
-# {'Token classifier (word tagger)' if tagging else 'Text classifier'} fine-tuned with mlmkit
-
-- base model: `{model}`{' (weights re-initialised: --from-scratch baseline)' if cfg.from_scratch else ''}
-- data: {', '.join(f'`{d}`' for d in data)} ({result.sizes['train']} train / {result.sizes['validation']} validation / {result.sizes['test']} test{' sentences' if tagging else ''}, split by a hash of the text)
-- {'tags' if tagging else 'labels'}: {', '.join(result.labels)}
-- {result.steps} steps, {cfg.epochs:g} epochs planned, batch {cfg.batch_size}, lr {cfg.lr:g}, max length {cfg.max_length}; best step {result.best_step}; {result.stopped}; {result.train_seconds:.0f} s
-
-{_card_table(result, tagging)}
-{note}
-```python
-{usage}
-```
-"""
-    (out / "README.md").write_text(card, encoding="utf-8")

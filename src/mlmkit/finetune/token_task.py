@@ -6,7 +6,7 @@ carries the word's tag, every other sub-token and every special token gets -100 
 loss and the metrics). Words cut off by the length limit are neither trained on nor scored.
 
 Evaluation sums, over batches (and ranks), a word-level confusion matrix and, for BIO tag sets,
-per-type entity chunk counts (`chunks.chunk_counts`), so every metric is exact for the split:
+per-type entity chunk counts (`entity_f1.chunk_counts`), so every metric is exact for the split:
 ``eval_accuracy`` (words), ``eval_precision`` / ``eval_recall`` / ``eval_f1`` (entity chunks,
 seqeval rules; for other tag sets micro over words, i.e. all three equal the accuracy) and
 ``eval_macro_f1`` (mean F1 over entity types; over tags for other tag sets)."""
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 
 from ..engine.task import Batch, LossOutput
-from ..family import Classifier
-from .chunks import chunk_counts, entity_scores, entity_types, is_bio
-from .task import LabelledTask, macro_f1
+from ..family_protocol import Classifier
+from .entity_f1 import chunk_counts, entity_scores, entity_types, is_bio
+from .labelled_task import LabelledTask, macro_f1
 
 IGNORE = -100
 

@@ -3,20 +3,21 @@
 
 Pipeline order:
 
-    config.py      sections data, tokenizer, model, masking
-    tokenizers.py  train a WordPiece/BPE tokenizer, or load one
-    data.py        records -> texts -> token sequences (line_by_line, group_texts packers)
-    prepare.py     prepare once: tokenise in parallel into memory-mapped files, cached by fingerprint
-    masking.py     80/10/10 and whole-word masking, vectorised
-    model.py       build / load transformers models; logits on masked positions only (SparseMLM)
-    heads.py       an MLM head for any encoder (EncoderForMaskedLM)
-    task.py        the engine's Task: batches, loss, save (TokenMLMTask, build_token_task)
-    evaluate.py    `mlmkit eval`
-    predict.py     fill-mask
-    samples.py     Original / Masked / Predicted
-    export.py      Hugging Face folders with a model card
-    stats.py       `mlmkit stats`: the corpus before training
-    classify.py    a sequence classifier / word tagger on the encoder (`mlmkit finetune`)
+    config.py           sections data, tokenizer, model, masking
+    tokenizers.py       train a WordPiece/BPE tokenizer, or load one
+    data.py             records -> texts -> token sequences (line_by_line, group_texts packers)
+    prepare.py          prepare once: tokenise in parallel into memory-mapped files, cached by fingerprint
+    masking.py          80/10/10 and whole-word masking, vectorised
+    model.py            build / load transformers models; logits on masked positions only (SparseMLM)
+    heads.py            an MLM head for any encoder (EncoderForMaskedLM)
+    task.py             the engine's Task: batches, loss, save (TokenMLMTask)
+    build.py            a run's task from its config: tokenizer, model, sequences (build_token_task)
+    evaluate.py         `mlmkit eval`
+    predict.py          fill-mask
+    masked_examples.py  Original / Masked / Predicted (`mlmkit show`, `train.show_samples`)
+    export.py           Hugging Face folders with a model card
+    stats.py            `mlmkit stats`: the corpus before training
+    classify.py         a sequence classifier / word tagger on the encoder (`mlmkit finetune`)
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import MlmkitError
-from ..family import Family
+from ..family_protocol import Family
 from .config import TokenConfig
 
 
@@ -32,15 +33,15 @@ class TokenFamily(Family):
     name = "token"
     config_class = TokenConfig
 
-    def build_task(self, cfg, *, log, progress, resume):
-        from .task import build_token_task
+    def build_task(self, cfg, dist_info, *, log, progress, resume):
+        from .build import build_token_task
 
-        return build_token_task(cfg, log=log, progress=progress, resume=resume)
+        return build_token_task(cfg, dist_info, log=log, progress=progress, resume=resume)
 
-    def prepare(self, cfg, *, log, progress):
-        from .task import prepare_run
+    def prepare(self, cfg, dist_info, *, log, progress):
+        from .build import prepare_run
 
-        p = prepare_run(cfg, log=log, progress=progress)
+        p = prepare_run(cfg, dist_info, log=log, progress=progress)
         splits = p.meta["splits"]
         return (f"{p.folder}: {splits['train']['sequences']:,} training sequences ({splits['train']['tokens']:,} "
                 f"tokens), {splits['validation']['sequences']:,} validation sequences")
@@ -89,7 +90,7 @@ class TokenFamily(Family):
 
     def show_examples(self, model, texts, *, seed, rate, max_tokens):
         from .model import load_model
-        from .samples import examples_from_texts
+        from .masked_examples import examples_from_texts
         from .tokenizers import load_tokenizer
 
         return examples_from_texts(load_model(model), load_tokenizer(model), texts, rate=rate, seed=seed,

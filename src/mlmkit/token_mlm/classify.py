@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MlmkitError
-from ..family import Classifier
+from ..family_protocol import Classifier
 from ..util import one_line
 from .tokenizers import load_tokenizer
 

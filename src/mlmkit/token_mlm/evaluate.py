@@ -8,7 +8,7 @@ as the run that trained the model cut it (`data.mode`, `data.max_length`, `data.
 
 With no data given, a run (its folder, its model/ or one of its checkpoints) is scored on its own
 held-out data: the run's prepared data (the same hash split, the same packing, cut to
-`data.max_eval_samples`, via `task.run_splits`), so the numbers are those of the run's own
+`data.max_eval_samples`, via `build.run_splits`), so the numbers are those of the run's own
 evaluations. Masks depend on the sequences and `masking.*` only, so `eval RUN` on the final
 model reproduces the run's final `eval_loss`.
 """
@@ -22,11 +22,12 @@ from ..engine.device import pick_device, pick_precision
 from ..engine.evaluation import evaluate
 from ..errors import ConfigError, MlmkitError
 from ..runs import CHECKPOINTS_DIR, CONFIG_FILE, read_run_config, resolve_model_dir, run_dir_of
+from .build import make_masker, run_splits
 from .config import TokenDataConfig, TokenMaskingConfig, TokenModelConfig
 from .data import load_texts, subset, tokenize
 from .model import load_model
 from .prepare import prepare
-from .task import TokenMLMTask, make_masker, run_splits
+from .task import TokenMLMTask
 from .tokenizers import load_tokenizer
 
 # What evaluation takes from the run's data section: how text is read and cut, not which text.

@@ -40,7 +40,7 @@ def stats_tokenizer(cfg, sample: int, *, log: Callable[[str], None]):
     """The run's tokenizer and a line saying where it comes from: `tokenizer.name_or_path` or the
     `init_from` checkpoint's; else the one `train` cached for this data and settings; else one
     trained now on the first records of the training side (cached when that is the run's own)."""
-    from .task import save_atomically, training_texts
+    from .build import save_atomically, training_texts
 
     t, d = cfg.tokenizer, cfg.data
     name = t.name_or_path or cfg.model.init_from

@@ -1,5 +1,5 @@
 """Original / Masked / Predicted for token models: what the model predicts under the mask, one
-column per token (rendered by `mlmkit.report.samples`)."""
+column per token (rendered by `mlmkit.report.masked_examples`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Sequence
 
 import torch
 
-from ..report.samples import MaskedExample, render_examples
+from ..report.masked_examples import MaskedExample, render_examples
 from .masking import TokenMasker
 from .model import masked_logits
 
@@ -89,7 +89,7 @@ def examples_from_texts(model, tokenizer, texts: list[str], *, rate: float = 0.1
     return predict_examples(model, tokenizer, ids, corrupted, att, selected, max_tokens=max_tokens)
 
 
-def eval_samples_text(task, model, n: int = 4, max_tokens: int = 48) -> str | None:
+def eval_examples_text(task, model, n: int = 4, max_tokens: int = 48) -> str | None:
     """The text the trainer logs at each evaluation: `n` validation sequences spread over the
     validation set, with the task's fixed evaluation mask (None without validation data)."""
     if task.validation is None or len(task.validation) == 0:

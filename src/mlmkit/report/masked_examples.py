@@ -5,10 +5,11 @@
     Predicted: the  capital of  france is paris .
 
 A cell is a token (token models) or a character (character models); each family builds its
-`MaskedExample`s (`token_mlm/samples.py`, `char_mlm/samples.py`) and this module renders them:
-coloured in a terminal (masked positions highlighted, predictions green when right, red when
-wrong), plain text otherwise (pipes, files, CI logs). `mlmkit show` prints them for sampled texts;
-the trainer logs the same block for a few fixed validation examples at every evaluation.
+`MaskedExample`s (`token_mlm/masked_examples.py`, `char_mlm/masked_examples.py`) and this module
+renders them: coloured in a terminal (masked positions highlighted, predictions green when right,
+red when wrong), plain text otherwise (pipes, files, CI logs). `mlmkit show` prints them for
+sampled texts; the trainer logs the same block for a few fixed validation examples at every
+evaluation (`train.show_samples` of them, into the run's `samples.jsonl`).
 
 The Predicted row is the original text with the model's arg-max filled in at the masked
 positions only; elsewhere the model is not asked anything.

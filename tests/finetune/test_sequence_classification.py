@@ -11,7 +11,7 @@ import torch
 from mlmkit.errors import DataError, MlmkitError
 from mlmkit.finetune import (Example, FinetuneConfig, classification_metrics, finetune, load_examples,
                              split_examples)
-from mlmkit.finetune.data import subsample
+from mlmkit.finetune.splits import subsample
 
 TOPICS = {
     "sport": "goal match team player season coach league score cup win".split(),

@@ -1,16 +1,16 @@
 """`mlmkit finetune --task token-classification`: tagged sentences -> hash split -> the model
 family's tagger (`Family.tagger`) -> aligned labels -> a `TokenClassificationTask` ready for the
-engine (`finetune._train`)."""
+engine (`run._train`)."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from ..families import family_of_model
-from .chunks import entity_types, is_bio
-from .data import split_examples, subsample
-from .tagged import TaggedSentence, load_tagged
-from .task import Prepared
+from .entity_f1 import entity_types, is_bio
+from .labelled_task import Prepared
+from .splits import split_examples, subsample
+from .token_data import TaggedSentence, load_tagged
 from .token_task import TokenClassificationTask, align_labels
 
 

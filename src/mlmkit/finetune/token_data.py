@@ -1,4 +1,4 @@
-"""Tagged sentences for token classification (`mlmkit finetune --task token-classification`):
+"""Token classification data (`mlmkit finetune --task token-classification`), a tag per word:
 
 * CoNLL-style column files (``.conll``, ``.txt``, ``.tsv``, ``.iob``, ... anything not below): a
   token and its tag per line, separated by whitespace or tabs, the tag in the *last* column (so

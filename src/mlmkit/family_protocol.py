@@ -1,5 +1,5 @@
-"""What a model family is to the rest of mlmkit: one object per family (`token_mlm.FAMILY`,
-`char_mlm.FAMILY`), looked up in the registry (`families.py`). The commands (train, eval,
+"""The family protocol: what a model family is to the rest of mlmkit. One object per family
+(`token_mlm.FAMILY`, `char_mlm.FAMILY`), looked up in the registry (`families.py`). The commands (train, eval,
 predict, show, export, finetune, stats) ask it for everything family-specific, so none of them
 branches on the family."""
 
@@ -29,12 +29,16 @@ class Family:
     name: str  # the config's `task` value
     config_class: type  # the run config dataclass (sections data, model, masking, optim, train, ...)
 
-    def build_task(self, cfg, *, log: Callable[[str], None], progress: bool, resume: "bool | str" = False):
-        """The run's `engine.Task` (data, model, masking) from its config."""
+    def build_task(self, cfg, dist_info, *, log: Callable[[str], None], progress: bool,
+                   resume: "bool | str" = False):
+        """The run's `engine.Task` (data, model, masking) from its config, on the ranks `dist_info`
+        (an `engine.distributed.Dist`: the registry's `build_task` joined the process group and
+        seeded the model's initialisation before asking)."""
         raise NotImplementedError
 
-    def prepare(self, cfg, *, log: Callable[[str], None], progress: bool) -> str:
-        """Do the run's one-off data preparation now (`mlmkit prepare`); a line saying what was done."""
+    def prepare(self, cfg, dist_info, *, log: Callable[[str], None], progress: bool) -> str:
+        """Do the run's one-off data preparation now (`mlmkit prepare`), on the ranks `dist_info`;
+        a line saying what was done."""
         raise NotImplementedError
 
     def stats(self, cfg, *, log: Callable[[str], None], progress: bool, sample: int | None = None,
@@ -78,7 +82,7 @@ class Family:
         raise NotImplementedError
 
     def show_examples(self, model: str, texts: list[str], *, seed: int, rate: float, max_tokens: int):
-        """Original / Masked / Predicted `report.samples.MaskedExample`s for `texts`."""
+        """Original / Masked / Predicted `report.masked_examples.MaskedExample`s for `texts`."""
         raise NotImplementedError
 
     def export(self, model_dir: Path, out: Path, facts: dict[str, Any], *, encoder_only: bool,

@@ -3,7 +3,7 @@
 import io
 import re
 
-from mlmkit.report.samples import MaskedExample, print_examples, render_plain
+from mlmkit.report.masked_examples import MaskedExample, print_examples, render_plain
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

@@ -1,19 +1,16 @@
-"""Labelled examples for fine-tuning: CSV / TSV / JSON Lines with a text and a label column (read
-with mlmkit's record reader, so bad records are reported by file and line), or a folder of label
-sub-folders, one document per file (``bbc/business/001.txt`` ...); split into train / validation
-(/ test) by a hash of the text -- the same text always lands on the same side, on every machine
-and run."""
+"""Sequence classification data (`mlmkit finetune --task classification`): a label per text, from
+CSV / TSV / JSON Lines with a text and a label column (read with mlmkit's record reader, so bad
+records are reported by file and line), or a folder of label sub-folders, one document per file
+(``bbc/business/001.txt`` ...). `splits.py` splits them into train / validation (/ test)."""
 
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.records import ReadStats, iter_records, resolve_files
 from ..errors import DataError, MlmkitError
-from ..util import unit_hash
 
 _TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl"}
 
@@ -123,24 +120,3 @@ def load_examples(specs: list[str], text_column: str = "text", label_column: str
     if len({e.label for e in examples}) < 2:
         raise MlmkitError(f"need at least two distinct labels, found {sorted({e.label for e in examples})}")
     return examples
-
-
-def subsample(examples: list, n: int | None, seed: int) -> list:
-    """`n` of `examples` drawn by `seed`, in their original order (all of them when n is None or
-    not smaller): the same seed gives the same sample, whatever the model."""
-    if n is None or n >= len(examples):
-        return examples
-    keep = sorted(random.Random(f"max_train_samples:{seed}").sample(range(len(examples)), n))
-    return [examples[i] for i in keep]
-
-
-def split_examples(examples: list[Example], validation_fraction: float, test_fraction: float = 0.0):
-    """(train, validation, test) by a hash of the text: [0, test) test, [test, test+val) validation."""
-    train, val, test = [], [], []
-    for e in examples:
-        u = unit_hash(e.text, person=b"mlmkit-ft")
-        (test if u < test_fraction else val if u < test_fraction + validation_fraction else train).append(e)
-    if not train or not val:
-        raise MlmkitError(f"the split left {len(train)} training and {len(val)} validation examples; "
-                          "give more data or change --validation-fraction")
-    return train, val, test

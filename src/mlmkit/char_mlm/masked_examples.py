@@ -1,13 +1,13 @@
 """Original / Masked / Predicted for character models: names with spans masked as in
 pre-training (seeded), filled greedily by the span head; one column per character (rendered by
-`mlmkit.report.samples`)."""
+`mlmkit.report.masked_examples`)."""
 
 from __future__ import annotations
 
 import torch
 
 from ..engine.draws import example_keys
-from ..report.samples import MaskedExample, render_examples
+from ..report.masked_examples import MaskedExample, render_examples
 from .data import Alphabet, normalize_domain
 from .masking import make_batch
 from .model import CharMLM
@@ -45,7 +45,7 @@ def char_examples(bundle, names: list[str], *, seed: int = 0) -> list[MaskedExam
     return examples
 
 
-def eval_samples_text(task, model, n: int = 4) -> str | None:
+def eval_examples_text(task, model, n: int = 4) -> str | None:
     """The text the trainer logs at each evaluation: `n` held-out names spread over the
     evaluation set, masked with a fixed seed."""
     names = task.eval_domains
