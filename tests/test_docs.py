@@ -118,13 +118,7 @@ def make_fixtures(folder: Path) -> None:
     with open(folder / "reviews.jsonl", "w", encoding="utf-8") as f:
         for line in english[1500:1700]:
             f.write(json.dumps({"review": line, "stars": 1 + len(line) % 5}) + "\n")
-    lord = [l for l in english if "LORD" in l][:24]
-    other = [l for l in english if "LORD" not in l][:24]
-    with open(folder / "labels.csv", "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for a, b in zip(lord, other):
-            w.writerows([[a, "lord"], [b, "other"]])
+    _two_classes(folder / "labels.csv", "text", english, lambda l: "LORD" in l, ("lord", "other"), 24)
     people = {"God", "LORD", "Moses", "Abraham", "Jacob", "Joseph", "Pharaoh", "Aaron", "Noah", "Isaac"}
     with open(folder / "tags.conll", "w", encoding="utf-8") as f:
         for line in english[:60]:
@@ -136,15 +130,21 @@ def make_fixtures(folder: Path) -> None:
     import pyarrow.parquet as pq
 
     pq.write_table(pa.table({"domain": names[2000:4000]}), folder / "domains.parquet")
-    mail = [n for n in names if "mail" in n][:100]
-    plain = [n for n in names if "mail" not in n][:100]
-    with open(folder / "names.csv", "w", encoding="utf-8", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["domain", "label"])
-        for a, b in zip(mail, plain):
-            w.writerows([[a, "mail"], [b, "other"]])
+    _two_classes(folder / "names.csv", "domain", names, lambda n: "mail" in n, ("mail", "other"), 100)
     (folder / "patterns.txt").write_text("temp[4].com\n[?]mail.com\ngoo[3].com\n", encoding="utf-8")
     shutil.copytree(ROOT / "examples", folder / "examples")
+
+
+def _two_classes(path: Path, column: str, items: list[str], is_first, labels: tuple[str, str], n: int) -> None:
+    """A CSV of `column`,label: n items for which `is_first` holds and n for which it does not,
+    alternating."""
+    first = [x for x in items if is_first(x)][:n]
+    other = [x for x in items if not is_first(x)][:n]
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f)
+        w.writerow([column, "label"])
+        for a, b in zip(first, other):
+            w.writerows([[a, labels[0]], [b, labels[1]]])
 
 
 def free_port() -> int:

@@ -23,6 +23,7 @@ from mlmkit.engine.loop import train
 from mlmkit.errors import ConfigError
 from mlmkit.token_mlm.data import group_texts
 from mlmkit.token_mlm.heads import EncoderForMaskedLM
+from batches import masked_token_batch
 from mlmkit.token_mlm.masking import TokenMasker
 from mlmkit.token_mlm.model import SparseMLM
 from mlmkit.token_mlm.task import TokenMLMTask
@@ -44,13 +45,7 @@ def _count_calls(modules) -> list[int]:
 
 
 def _token_batch(vocab=500):
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, vocab, (4, 40), generator=g)
-    att = torch.ones_like(ids)
-    att[1, 25:] = 0
-    ids[1, 25:] = 0
-    masked = TokenMasker(vocab_size=vocab, mask_token_id=4, special_ids=[0, 1, 2, 3])(ids, att, generator=g)
-    return masked, att
+    return masked_token_batch(vocab, length=40, pad_from=25)
 
 
 def _loss_grads_calls(model: SparseMLM, sub: str, checkpointing: bool):

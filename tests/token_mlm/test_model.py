@@ -2,7 +2,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM
 
-from mlmkit.token_mlm.masking import TokenMasker
+from batches import masked_token_batch
 from mlmkit.token_mlm.heads import EncoderForMaskedLM
 from mlmkit.token_mlm.model import build_model, masked_logits
 
@@ -17,13 +17,7 @@ SMALL = {
 
 
 def _fixed_batch(vocab=500):
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, vocab, (4, 48), generator=g)
-    att = torch.ones_like(ids)
-    att[1, 30:] = 0
-    ids[1, 30:] = 0
-    masker = TokenMasker(vocab_size=vocab, mask_token_id=4, special_ids=[0, 1, 2, 3])
-    return masker(ids, att, generator=g), att
+    return masked_token_batch(vocab, length=48, pad_from=30)
 
 
 @pytest.mark.parametrize("arch", list(SMALL))
