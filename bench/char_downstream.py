@@ -43,6 +43,9 @@ def main() -> None:
     ap.add_argument("--out", default=None,
                     help="folder for the CSV and the runs (default .cache/char_downstream, "
                          ".cache/char_downstream-TASK for the other tasks)")
+    ap.add_argument("--arms", default="pre-trained,random init",
+                    help="which encoders to fine-tune (comma-separated): pre-trained, random init")
+    ap.add_argument("--json", default=None, metavar="FILE", help="also write each arm's per-seed test numbers to FILE")
     args = ap.parse_args()
     out = Path(args.out or (".cache/char_downstream" if args.task == char_tasks.DEFAULT_TASK
                             else f".cache/char_downstream-{args.task}"))
@@ -50,15 +53,20 @@ def main() -> None:
     rows = char_tasks.labelled_names(args.task)
     data = char_tasks.write_csv(rows, out / f"{args.task}.csv")
     print(f"{args.task}: {char_tasks.describe(rows)}, none in the pre-training lists")
-    results: dict[str, list[tuple[float, float]]] = {"pre-trained": [], "random init": []}
+    arms = [a.strip() for a in args.arms.split(",")]
+    results: dict[str, list[tuple[float, float]]] = {arm: [] for arm in arms}
     for seed in [int(s) for s in args.seeds.split(",")]:
         for arm, scratch in (("pre-trained", False), ("random init", True)):
+            if arm not in arms:
+                continue
             # the split of char_tasks.split(rows, seed, args.train_size), which tfidf_baseline.py scores
             cfg = FinetuneConfig(text_column="domain", label_column="label", epochs=args.epochs, batch_size=32, lr=1e-3,
                                  validation_fraction=char_tasks.VALIDATION_FRACTION,
                                  test_fraction=char_tasks.TEST_FRACTION, threads=1, seed=seed, from_scratch=scratch,
                                  progress=False, max_train_samples=args.train_size)
-            r = finetune(args.model_dir, [str(data)], out / f"{arm.split()[0]}-{seed}", cfg, log=lambda s: None)
+            # (overwrite: the bench's own folders under .cache, written again at every rerun)
+            r = finetune(args.model_dir, [str(data)], out / f"{arm.split()[0]}-{seed}", cfg, log=lambda s: None,
+                         overwrite=True)
             results[arm].append((r.test["accuracy"], r.test["macro_f1"]))
             print(f"seed {seed} {arm}: test accuracy {r.test['accuracy']:.4f}, macro-F1 {r.test['macro_f1']:.4f} "
                   f"({r.steps} steps, best at {r.best_step}, {r.train_seconds:.0f} s)", flush=True)
@@ -69,6 +77,11 @@ def main() -> None:
         sdf = statistics.stdev(f1) if len(f1) > 1 else 0.0
         print(f"| {arm} | {' / '.join(f'{a:.3f}' for a in acc)} | {statistics.mean(acc):.3f} ± {sd:.3f} | "
               f"{statistics.mean(f1):.3f} ± {sdf:.3f} |")
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps({arm: [{"accuracy": a, "macro_f1": f} for a, f in vals]
+                                               for arm, vals in results.items()}, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":

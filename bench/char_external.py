@@ -404,6 +404,8 @@ def main(argv: list[str] | None = None) -> None:
                          "characters either side (predict_pattern's rescore)")
     ap.add_argument("--rescore-weight", type=float, default=1.0)
     ap.add_argument("--beam", type=int, default=None, help="the model's beam width (default: predict_pattern's, 10)")
+    ap.add_argument("--json", default=None, metavar="FILE",
+                    help="also write the headline numbers (top-1 / top-5 of both systems on both sets) to FILE")
     args = ap.parse_args(argv)
     if args.rescore is not None:
         RESCORE.update(rescore=args.rescore, rescore_weight=args.rescore_weight)
@@ -415,12 +417,31 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = Path(args.model_dir)
     if args.train_minutes:
         train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets)
+        import resource
+
+        peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        print(f"peak RSS {peak_kib / 2**20:.2f} GB (training, counting pass included)")
     if args.train_only:
         return
-    evaluate_all(model_dir, args.n, args.seed)
+    headline = evaluate_all(model_dir, args.n, args.seed)
+    if args.json:
+        import json
+
+        Path(args.json).write_text(json.dumps(headline, indent=2), encoding="utf-8")
 
 
-def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
+def headline_numbers(items, m_fills, k_fills) -> dict:
+    """Top-1 and top-5 span exact match of both systems on one set (what bench/char_budget.py plots)."""
+    n = len(items)
+
+    def rates(fills):
+        return {"top1": sum(bool(f) and f[0] == name for (name, _, _), f in zip(items, fills)) / n,
+                "top5": sum(name in f for (name, _, _), f in zip(items, fills)) / n}
+
+    return {"n": n, "model": rates(m_fills), "kneser_ney": rates(k_fills)}
+
+
+def evaluate_all(model_dir: Path, n: int, seed: int) -> dict:
     from mlmkit.char_mlm.data import holdout_key
     from mlmkit.char_mlm.model import load_char_model
 
@@ -445,6 +466,7 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
     seen = {label_of(d) for d in train}
     items, m_fills, k_fills = evaluate_set("External names (other lists, unseen names)", [d for d, _ in ext], bundle,
                                            kn, seed, label)
+    headline = {"external": headline_numbers(items, m_fills, k_fills), "kneser_ney_order": order}
     systems = {"model": m_fills, "n-gram": k_fills}
     breakdown("external source", {src.name: [i for i, (_, s) in enumerate(ext) if s == src.name]
                                   for src in char_sources.EXTERNAL_SOURCES}, items, systems)
@@ -452,7 +474,9 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> None:
     items, m_fills, k_fills = evaluate_set("In-distribution (the training lists' held-out hash split)", indist,
                                            bundle, kn, seed, label)
     by_label(items, {"model": m_fills, "n-gram": k_fills}, seen)
+    headline["held_out"] = headline_numbers(items, m_fills, k_fills)
     print(f"\n(total {time.perf_counter() - t0:.0f} s)")
+    return headline
 
 
 def lazy_kn(chars: str, order: int, train: list[str]):

@@ -1,0 +1,203 @@
+"""Does the character model keep learning with compute, beyond what counting learns? A budget
+curve: train a recipe for several CPU budgets, and at each point measure the fills on the
+external benchmark's names against Kneser-Ney on the same names, and the encoder fine-tuned on the
+downstream tasks against a TF-IDF + logistic-regression baseline on the same splits.
+
+    python bench/char_budget.py                                  # the default plan (hours)
+    python bench/char_budget.py --points best:10,best:30,best:90,default:10
+    python bench/char_budget.py --points default:0.5 --tasks free-vs-disposable --sizes 300 --seeds 0   # a smoke run
+
+Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset as
+shipped; `best`: the recipe of docs/results-char.md). Per point, in its own process each: training
+(`char_external.py --train-minutes`, 2 threads on an idle machine: say what else ran), the external
+fills (`char_external.py --json`), and fine-tuning the pre-trained encoder (`char_downstream.py
+--arms pre-trained --json`) per task and number of labels. The TF-IDF baseline (`tfidf_baseline.py`,
+scikit-learn) is fitted once per task. Every stage's result is kept under `--out` (default
+`.cache/char_budget/`) and reused when the script runs again, so a long plan can be resumed; a
+point is trained again only with `--retrain`. Prints one markdown table and, with matplotlib, draws
+`--plot` (default docs/char-budget.png).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+RECIPES: dict[str, list[str]] = {
+    "default": [],
+    "best": ["model.arch=cloze", "model.num_layers=2", "model.head_ngram_counts=true", "model.head_ngram_joint=4",
+             "model.head_ngram_count_buckets=1048576"],
+}
+RESCORE = {"best": 4}  # the best recipe's fills are re-ranked (`mlmkit predict --rescore 4`)
+DEFAULT_POINTS = "default:10,best:10,best:30,best:90"
+
+
+def _run(cmd: list[str], log: Path) -> float:
+    """Run a stage in its own process, its output to `log`; its wall time (s). A failed stage stops
+    the plan with the log's tail."""
+    t = time.perf_counter()
+    with open(log, "w", encoding="utf-8") as f:
+        code = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode
+    if code:
+        tail = log.read_text(encoding="utf-8", errors="replace")[-3000:]
+        raise SystemExit(f"{' '.join(cmd[:3])} ... failed (exit {code}); {log}:\n{tail}")
+    return time.perf_counter() - t
+
+
+def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain: bool) -> dict:
+    """Train the point (unless done before) and return what training measured."""
+    done = folder / "train.json"
+    if done.is_file() and not retrain:
+        return json.loads(done.read_text())
+    cmd = [sys.executable, str(HERE / "char_external.py"), "--model-dir", str(folder / "run" / "model"),
+           "--train-minutes", str(minutes), "--threads", str(threads), "--train-only"]
+    for s in RECIPES[recipe]:
+        cmd += ["--set", s]
+    wall = _run(cmd, folder / "train.log")
+    peak = re.search(r"peak RSS ([\d.]+) GB", (folder / "train.log").read_text(errors="replace"))
+    summary = json.loads((folder / "run" / "summary.json").read_text())
+    model_bytes = sum(p.stat().st_size for p in (folder / "run" / "model").rglob("*") if p.is_file())
+    out = {"steps": summary["step"], "train_seconds": summary["train_seconds"], "wall_seconds": round(wall),
+           "model_mb": round(model_bytes / 2**20), "peak_rss_gb": float(peak.group(1)) if peak else None}
+    done.write_text(json.dumps(out, indent=2))
+    return out
+
+
+def fills_point(recipe: str, folder: Path, threads: int) -> dict:
+    path = folder / "external.json"
+    if not path.is_file():
+        cmd = [sys.executable, str(HERE / "char_external.py"), "--model-dir", str(folder / "run" / "model"),
+               "--threads", str(threads), "--json", str(path)]
+        if recipe in RESCORE:
+            cmd += ["--rescore", str(RESCORE[recipe])]
+        _run(cmd, folder / "external.log")
+    return json.loads(path.read_text())
+
+
+def downstream_point(folder: Path, task: str, size: int | None, seeds: str) -> list[float]:
+    name = f"{task}-{size or 'all'}"
+    path = folder / f"downstream-{name}.json"
+    if not path.is_file():
+        cmd = [sys.executable, str(HERE / "char_downstream.py"), "--model-dir", str(folder / "run" / "model"),
+               "--task", task, "--seeds", seeds, "--arms", "pre-trained", "--json", str(path),
+               "--out", str(folder / f"finetune-{name}")]
+        if size:
+            cmd += ["--train-size", str(size)]
+        _run(cmd, folder / f"downstream-{name}.log")
+    return [r["accuracy"] for r in json.loads(path.read_text())["pre-trained"]]
+
+
+def tfidf_baseline(out: Path, task: str, sizes: list[int | None], seeds: list[int]) -> dict:
+    """{size: [test accuracy per seed]} of the TF-IDF baseline (the analyzer chosen on validation)."""
+    path = out / f"tfidf-{task}-{'_'.join(str(s or 'all') for s in sizes)}-{'_'.join(map(str, seeds))}.json"
+    if not path.is_file():
+        import char_tasks
+        import tfidf_baseline as tb
+
+        rows = char_tasks.labelled_names(task)
+        fits = tb.run(rows, seeds, sizes, log=lambda s: None)
+        chosen, _ = tb.choose_analyzer(fits, tb.ANALYZERS)
+        test = char_tasks.split(rows, seeds[0], None)[2]  # the test split does not depend on seed or size
+        path.write_text(json.dumps({str(s): [fits[(chosen, s, seed)].score(test)["accuracy"] for seed in seeds]
+                                    for s in sizes}))
+    return {None if k == "None" else int(k): v for k, v in json.loads(path.read_text()).items()}
+
+
+def mean_sd(vals: list[float]) -> str:
+    return f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals) if len(vals) > 1 else 0.0:.3f}"
+
+
+def print_table(points: list[dict], tasks: list[str], sizes: list[int | None], tfidf: dict) -> None:
+    print("\n| recipe | CPU min | steps | model MB | peak RSS GB | external top-1 model / Kneser-Ney | held-out top-1 "
+          "model / Kneser-Ney | " + " | ".join(f"{t} {s or 'all'}" for t in tasks for s in sizes) + " |")
+    print("|---|---|---|---|---|---|---|" + "---|" * (len(tasks) * len(sizes)))
+    for p in points:
+        ext, held, tr = p["fills"]["external"], p["fills"]["held_out"], p["train"]
+        cells = [mean_sd(p["downstream"][(t, s)]) for t in tasks for s in sizes]
+        print(f"| {p['recipe']} | {p['minutes']:g} | {tr['steps']:,} | {tr['model_mb']} | {tr['peak_rss_gb']} | "
+              f"{ext['model']['top1']:.3f} / {ext['kneser_ney']['top1']:.3f} | "
+              f"{held['model']['top1']:.3f} / {held['kneser_ney']['top1']:.3f} | " + " | ".join(cells) + " |")
+    print("| TF-IDF + logistic regression | - | - | - | - | - | - | "
+          + " | ".join(mean_sd(tfidf[t][s]) for t in tasks for s in sizes) + " |")
+
+
+def plot(points: list[dict], tasks: list[str], sizes: list[int | None], tfidf: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no plot)")
+        return
+    fig, axes = plt.subplots(1, 1 + len(tasks), figsize=(5 * (1 + len(tasks)), 4))
+    for recipe in sorted({p["recipe"] for p in points}):
+        ps = sorted((p for p in points if p["recipe"] == recipe), key=lambda p: p["minutes"])
+        x = [p["minutes"] for p in ps]
+        axes[0].plot(x, [p["fills"]["external"]["model"]["top1"] for p in ps], "o-", label=f"{recipe} recipe")
+        for ax, task in zip(axes[1:], tasks):
+            for s in sizes:
+                ax.plot(x, [statistics.mean(p["downstream"][(task, s)]) for p in ps], "o-",
+                        label=f"{recipe}, {s or 'all'} labels")
+    kn = [p["fills"]["external"]["kneser_ney"]["top1"] for p in points]
+    axes[0].axhline(statistics.mean(kn), color="grey", ls="--", label="Kneser-Ney (same names)")
+    axes[0].set(title="external names: span exact match top-1", xlabel="CPU minutes", xscale="log")
+    for ax, task in zip(axes[1:], tasks):
+        for s in sizes:
+            ax.axhline(statistics.mean(tfidf[task][s]), ls=":", color="grey")
+        ax.set(title=f"{task}: test accuracy (dotted: TF-IDF)", xlabel="CPU minutes", xscale="log")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    import char_tasks
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--points", default=DEFAULT_POINTS, help="RECIPE:MINUTES,... (recipes: " + ", ".join(RECIPES) + ")")
+    ap.add_argument("--tasks", default=",".join(sorted(char_tasks.TASKS)))
+    ap.add_argument("--sizes", default="300,1000,all", help="labelled names per fine-tuning run")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=".cache/char_budget")
+    ap.add_argument("--plot", default="docs/char-budget.png")
+    ap.add_argument("--retrain", action="store_true", help="train the points again even if trained before")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = args.tasks.split(",")
+    sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    tfidf = {t: tfidf_baseline(out, t, sizes, seeds) for t in tasks}
+    points = []
+    for spec in args.points.split(","):
+        recipe, minutes = spec.split(":")
+        folder = out / f"{recipe}-{minutes}"
+        folder.mkdir(parents=True, exist_ok=True)
+        p = {"recipe": recipe, "minutes": float(minutes)}
+        p["train"] = train_point(recipe, float(minutes), folder, args.threads, args.retrain)
+        p["fills"] = fills_point(recipe, folder, args.threads)
+        p["downstream"] = {(t, s): downstream_point(folder, t, s, args.seeds) for t in tasks for s in sizes}
+        points.append(p)
+        print(f"{spec}: {p['train']['steps']:,} steps, external top-1 {p['fills']['external']['model']['top1']:.3f} "
+              f"(Kneser-Ney {p['fills']['external']['kneser_ney']['top1']:.3f})", flush=True)
+    print_table(points, tasks, sizes, tfidf)
+    if args.plot:
+        plot(points, tasks, sizes, tfidf, Path(args.plot))
+
+
+if __name__ == "__main__":
+    main()
