@@ -233,6 +233,19 @@ def test_count_memory_counts_each_context_and_its_next_character():
     assert head.counts.table[rows[0], names[0, 5]] >= 4  # "y" -> "z": at least those
 
 
+def test_max_dist_bounds_the_distances_counted_and_farther_ones_read_the_farthest():
+    """`ngram_max_dist`: right contexts are counted at distances 1..max_dist only (fewer rows
+    filled), and a span longer than that reads its farther steps' right context at max_dist."""
+    names = _distinct_rows(1, B=10)
+    head = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True, ngram_max_dist=3)
+    head.count_names(names)
+    chars = int((names >= 5).sum())
+    assert int(head.counts.tally.sum()) == chars * 3 * (1 + 3)
+    left, right, _ = head.ngram.windows(names, torch.tensor([[0, 2, 5]]), 5)
+    ids = [head.ngram.ids(left, right, torch.tensor([n]), 0, 1)[0, 0, 3:] for n in (3, 4, 6)]  # right columns
+    assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
+
+
 def test_count_bytes_are_exact_below_64_and_within_3_percent_above():
     """The count table's byte code: 0..63 as they are, larger counts on a log scale (12 steps a
     doubling); a float32 table of an older model is converted when loaded."""

@@ -66,6 +66,9 @@ class CharModelConfig(ModelSection):
     head_ngram_dim: int = 0  # width of the memory rows, projected to the head width (0: head width)
     head_ngram_dense: float = 0.0  # > 0: the memory also learns from every character (weight of that loss)
     head_ngram_joint: int = 0  # memory: also the n left and n right characters together (n = 1..N; 0: off)
+    # farthest distance from a character to the right context it is hashed with (farther: this one).
+    # Counted right and joint contexts fill a row per distance: fewer distances, fewer collisions
+    head_ngram_max_dist: int = 8
     head_ngram_counts: bool = False  # the memory also counts each context's next character over the training names
     head_ngram_count_buckets: int = 0  # rows per context column of the counts, a byte per character (0: head_ngram_buckets)
     cloze_windows: int = 3  # cloze: every character starts a training window of 1..N characters (0: the masked spans)
@@ -96,6 +99,7 @@ class CharModelConfig(ModelSection):
               "must be in [0, model.head_ngram_max]")
         check(self.head_ngram_joint == 0 or self.head_ngram_buckets > 0, "model.head_ngram_joint",
               "needs model.head_ngram_buckets > 0")
+        check(1 <= self.head_ngram_max_dist <= 64, "model.head_ngram_max_dist", "must be in [1, 64]")
         check(not self.head_ngram_counts or self.head_ngram_buckets > 0, "model.head_ngram_counts",
               "needs model.head_ngram_buckets > 0")
         check(self.head_ngram_count_buckets >= 0, "model.head_ngram_count_buckets", "must be >= 0")

@@ -369,12 +369,12 @@ class AutoregressiveSpanHead(SpanHeadBase):
                  kind: str = "gru", max_span: int = 64, dropout: float = 0.0, num_heads: int = 4,
                  ngram_buckets: int = 0, ngram_max: int = 6, ngram_dropout: float = 0.0, ngram_dim: int = 0,
                  ngram_dense: bool = False, cloze: bool = False, ngram_counts: bool = False, ngram_joint: int = 0,
-                 ngram_count_buckets: int = 0):
+                 ngram_count_buckets: int = 0, ngram_max_dist: int = 8):
         super().__init__(hidden_size, vocab_size, cloze, max_span)
         d = head_size or hidden_size
         if ngram_buckets:
-            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, drop=ngram_dropout, row_dim=ngram_dim,
-                                         joint=ngram_joint)
+            self.ngram = SpanNgramMemory(ngram_buckets, ngram_max, d, max_dist=ngram_max_dist, drop=ngram_dropout,
+                                         row_dim=ngram_dim, joint=ngram_joint)
         # dense memory: the memory also reaches the output directly, and `dense_loss` trains it
         # on every character of every name (as counting would), not only on the masked ones
         self.ngram_dense = bool(ngram_dense and ngram_buckets)

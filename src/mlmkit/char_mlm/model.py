@@ -70,6 +70,8 @@ class CharMLMModel(nn.Module):
             self.head_config["ngram_count_buckets"] = cfg.head_ngram_count_buckets
         if cfg.head_ngram_joint:
             self.head_config["ngram_joint"] = cfg.head_ngram_joint
+        if cfg.head_ngram_max_dist != 8:
+            self.head_config["ngram_max_dist"] = cfg.head_ngram_max_dist
         self.head = build_head(**self.head_config)
 
         if cfg.sparse_ngram:  # the engine pairs sparse tables with SparseAdam (engine/optim.py)
