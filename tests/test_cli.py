@@ -248,6 +248,7 @@ BAD_OPTIONS = [
     (["predict", NO_MODEL, "a [MASK] b", "-k", "0"], "--top-k must be in [1, 1000], got 0"),
     (["predict", NO_MODEL, "a [MASK] b", "-k", "5000"], "--top-k must be in [1, 1000], got 5000"),
     (["predict", NO_MODEL, "goo[3].com", "--rescore", "-1"], "--rescore must be >= 0, got -1"),
+    (["predict", NO_MODEL, "goo[3].com", "--rescore", "on"], "--rescore must be a number R >= 0, auto or off, got on"),
     (["eval", NO_MODEL, "--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["eval", NO_MODEL, "--max-samples", "0"], "--max-samples must be >= 1, got 0"),
     (["eval", NO_MODEL, "--max-length", "-5"], "--max-length must be >= 1, got -5"),

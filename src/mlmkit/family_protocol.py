@@ -63,14 +63,14 @@ class Family:
         config sections (e.g. {"data": {"max_length": 64}}) on top of the model's own settings."""
         raise NotImplementedError
 
-    def predict(self, model: str, inputs: list[str], *, top_k: int, rescore: int | None = None) -> list[dict[str, Any]]:
+    def predict(self, model: str, inputs: list[str], *, top_k: int, rescore: int | str | None = "auto") -> list[dict[str, Any]]:
         """Fill the masks of each input; one JSON-ready result per input, in the inputs' order.
         An input that cannot be filled (no mask, a bad pattern) must not stop the others: its
         result is ``{"input": ..., "error": "<one-line reason>"}`` and the rest are filled (a
         batch of thousands is not lost to one typo). What concerns every input (the model, the
         options) is still raised as an `MlmkitError`. `rescore` (`mlmkit predict --rescore R`):
         re-rank by the model's pseudo-log-likelihood around each hole, for families that support
-        it (an error otherwise)."""
+        it (an error otherwise); "auto", the default: the family's own choice; None: off."""
         raise NotImplementedError
 
     def format_prediction(self, result: dict[str, Any]) -> list[str]:

@@ -128,6 +128,28 @@ def test_predict_reads_patterns_from_arguments_a_file_and_stdin(tmp_path, capsys
     assert code == 0 and want != predict_pattern(bundle, pattern, k=5)
 
 
+def test_auto_rescore_reranks_a_cloze_models_fills_and_no_other(tmp_path, monkeypatch):
+    """`rescore="auto"`, the default of predict and of an export's `fill`: R = 4 for a cloze
+    encoder (one more pass a candidate), off for a bidirectional one (a pass a character); None
+    (`--rescore off`) never re-ranks."""
+    import mlmkit.char_mlm.portable as portable
+    from mlmkit.char_mlm.predict import predict_patterns
+
+    radii, real = [], portable._rescored
+    monkeypatch.setattr(portable, "_rescored", lambda m, c, res, holes, radius, *a: radii.append(radius) or
+                        real(m, c, res, holes, radius, *a))
+    small = {"ngram_buckets": 64, "head_ngram_buckets": 64}
+    (tmp_path / "c").mkdir(), (tmp_path / "s").mkdir()
+    cloze, scratch = _model(tmp_path / "c", arch="cloze", **small), _model(tmp_path / "s", **small)
+    for run, rescore, want in [(cloze, "auto", [4]), (scratch, "auto", []), (cloze, None, []), (cloze, 2, [2])]:
+        radii.clear()
+        assert predict_patterns(str(run), ["goo[3].com"], rescore=rescore)[0]["fills"]
+        assert radii == want, (run, rescore)
+    radii.clear()
+    predict_patterns(str(cloze), ["goo[3].com"])
+    assert radii == [4]
+
+
 @pytest.mark.parametrize("model_kw", [{"ngram_buckets": 64, "head_ngram_buckets": 64},
                                       {"arch": "cloze", "ngram_buckets": 64, "head_ngram_buckets": 64}],
                          ids=["scratch", "cloze"])
@@ -154,7 +176,7 @@ def test_rescoring_adds_each_candidates_pseudo_log_likelihood_around_its_hole(tm
     got = pseudo_log_likelihood(model, chars, names, where, batch_size=3)  # rows of several names per batch
     assert got == pytest.approx([sum(one(n, q) for q in qs) for n, qs in zip(names, where)], abs=1e-5)
     rescored = predict_pattern(bundle, "mail[2].com", k=8, beam=16, rescore=1, rescore_weight=0.5)
-    base = dict(predict_pattern(bundle, "mail[2].com", k=16, beam=16))
+    base = dict(predict_pattern(bundle, "mail[2].com", k=16, beam=16, rescore=None))
     for name, score in rescored:  # the hole is characters 4-5: the window is 3..6
         assert score == pytest.approx(base[name] + 0.5 * sum(one(name, q) for q in range(3, 7)), abs=1e-4)
     assert len(rescored) == 8 and [s for _, s in rescored] == sorted((s for _, s in rescored), reverse=True)

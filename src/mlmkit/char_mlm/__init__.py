@@ -68,7 +68,7 @@ class CharFamily(Family):
         return evaluate_char_model(model, data, overrides=overrides, batch_size=batch_size or 256,
                                    max_samples=max_samples)
 
-    def predict(self, model, inputs, *, top_k, rescore=None):
+    def predict(self, model, inputs, *, top_k, rescore="auto"):
         from .predict import predict_patterns
 
         return predict_patterns(model, inputs, top_k, rescore=rescore)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Callable, Optional
+from typing import Callable, Optional, Union
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
@@ -180,10 +180,22 @@ def _combine(text: str, span_rows: list, spans, seqs, scores, chars: str, beam: 
     return out
 
 
+Rescore = Union[int, None, str]  # R, None (off) or "auto" (`default_rescore`)
+AUTO_RESCORE = 4  # R of "auto": the best of 2, 4 and 8 on held-out names of the training lists (docs/results-char.md)
+
+
+def default_rescore(model) -> Optional[int]:
+    """What `rescore="auto"` does for `model`: re-rank with R = `AUTO_RESCORE` when its encoder is
+    a cloze one, which scores every character of a candidate in one more pass (more exact fills
+    at about a sixth of the speed); not otherwise, where it would cost a pass per character."""
+    config = getattr(getattr(model, "encoder", None), "config", None)
+    return AUTO_RESCORE if isinstance(config, dict) and config.get("cloze") else None
+
+
 @torch.no_grad()
 def fill_pattern(model, chars: str, pattern: str, *, max_span: int, mean_span: float, max_length: int,
                  k: int = 5, beam: Optional[int] = None, keep: Callable[[str], bool] = plausible_name,
-                 rescore: Optional[int] = None, rescore_weight: float = 1.0) -> list[tuple[str, float]]:
+                 rescore: Rescore = "auto", rescore_weight: float = 1.0) -> list[tuple[str, float]]:
     """The best `k` fillings of `pattern` (syntax above) as (name, log-probability). `model` has
     ``encode(input_ids, input_idx, attention_mask)`` and a span ``head``; `chars` is its alphabet
     after the specials; `keep` drops implausible names; `rescore`: see `fill_patterns`."""
@@ -194,16 +206,19 @@ def fill_pattern(model, chars: str, pattern: str, *, max_span: int, mean_span: f
 @torch.no_grad()
 def fill_patterns(model, chars: str, patterns: list[str], *, max_span: int, mean_span: float, max_length: int,
                   k: int = 5, beam: Optional[int] = None, keep: Callable[[str], bool] = plausible_name,
-                  batch_size: int = 256, rescore: Optional[int] = None,
+                  batch_size: int = 256, rescore: Rescore = "auto",
                   rescore_weight: float = 1.0) -> list[list[tuple[str, float]]]:
     """`fill_pattern` for many patterns at once: the variants of all of them go through the
     encoder and the beam search in batches of `batch_size` names (a batch's rows are independent,
     so each pattern gets what it gets alone), one Python round per batch instead of per pattern.
 
-    `rescore` = R (off with None): each pattern's candidates are re-ranked by their score plus
-    `rescore_weight` x their pseudo-log-likelihood over the holes and R characters either side
-    (`pseudo_log_likelihood`): a check, in both directions, that a filling fits its neighbours."""
+    `rescore` = R (off with None; "auto": `default_rescore`): each pattern's candidates are
+    re-ranked by their score plus `rescore_weight` x their pseudo-log-likelihood over the holes and
+    R characters either side (`pseudo_log_likelihood`): a check, in both directions, that a filling
+    fits its neighbours."""
     model.eval()
+    if rescore == "auto":
+        rescore = default_rescore(model)
     variants = [(i, v) for i, p in enumerate(patterns)
                 for v in parse_pattern(p, max_span, max_length) if len(v[0]) <= max_length]
     variants.sort(key=lambda iv: len(iv[1][0]))  # similar lengths together: less padding
@@ -329,9 +344,10 @@ class MlmkitCharForMaskedLM(PreTrainedModel):
         return hidden if spans is None else self.head(hidden, spans, targets, input_idx)
 
     def fill(self, pattern: str, top_k: int = 5, beam: Optional[int] = None,
-             rescore: Optional[int] = None) -> list[tuple[str, float]]:
+             rescore: Rescore = "auto") -> list[tuple[str, float]]:
         """Fill the holes of `pattern` (module docstring): the best `top_k` (name, log-probability);
-        `rescore` = R re-ranks by the pseudo-log-likelihood around the holes (`fill_patterns`)."""
+        `rescore` = R re-ranks by the pseudo-log-likelihood around the holes (None: off; "auto":
+        as `default_rescore`; `fill_patterns`)."""
         c = self.config
         return fill_pattern(self, c.alphabet, pattern, max_span=c.max_span, mean_span=c.mean_span,
                             max_length=c.max_chars, k=top_k, beam=beam, rescore=rescore)

@@ -12,7 +12,7 @@ from typing import Optional
 from ..errors import MlmkitError
 from .data import MAX_LABEL_LENGTH, check_domain, validate_domain
 from .model import CharMLM, bundle_of
-from .portable import PatternError, fill_pattern, fill_patterns
+from .portable import PatternError, Rescore, fill_pattern, fill_patterns
 from .portable import parse_pattern as _parse_pattern
 from .portable import plausible_name
 
@@ -67,7 +67,7 @@ def _literal_error(text: str) -> Optional[str]:
 
 
 def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[int] = None,
-                    rescore: Optional[int] = None, rescore_weight: float = 1.0) -> list[tuple[str, float]]:
+                    rescore: Rescore = "auto", rescore_weight: float = 1.0) -> list[tuple[str, float]]:
     """The best `k` fillings of `pattern` by a loaded model: (name, log-probability);
     `rescore`: see `portable.fill_patterns`."""
     check_pattern(bundle, pattern)
@@ -77,12 +77,12 @@ def predict_pattern(bundle: CharMLM, pattern: str, k: int = 5, beam: Optional[in
 
 
 def char_predict(model_dir, pattern: str, k: int = 5, beam: Optional[int] = None,
-                 rescore: Optional[int] = None) -> list[tuple[str, float]]:
+                 rescore: Rescore = "auto") -> list[tuple[str, float]]:
     """Fill the holes of `pattern` (see the module docstring for the syntax); best `k` first."""
     return predict_pattern(bundle_of(model_dir), pattern, k=k, beam=beam, rescore=rescore)
 
 
-def predict_patterns(model, patterns: list[str], top_k: int = 5, rescore: Optional[int] = None) -> list[dict]:
+def predict_patterns(model, patterns: list[str], top_k: int = 5, rescore: Rescore = "auto") -> list[dict]:
     """`mlmkit predict` for a character model: one JSON-ready result per pattern, in order. The
     patterns are checked first; the good ones are filled together in batches
     (`portable.fill_patterns`, whose `rescore` re-ranks), and a bad one gets {"input", "error"}

@@ -65,10 +65,10 @@ class TokenFamily(Family):
         return evaluate_token_model(model, data, overrides=overrides, batch_size=batch_size or 32,
                                     max_samples=max_samples, log=log)
 
-    def predict(self, model, inputs, *, top_k, rescore=None):
+    def predict(self, model, inputs, *, top_k, rescore="auto"):
         from .predict import predict_texts
 
-        if rescore is not None:
+        if rescore != "auto":
             raise MlmkitError("--rescore re-ranks the fills of character models (name patterns); "
                               "a token model's fills are one softmax each")
         return predict_texts(model, inputs, top_k)
