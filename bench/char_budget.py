@@ -4,12 +4,15 @@ external benchmark's names against Kneser-Ney on the same names, and the encoder
 downstream tasks against a TF-IDF + logistic-regression baseline on the same splits.
 
     python bench/char_budget.py                                  # the default plan (hours)
-    python bench/char_budget.py --points best:10,best:30,best:90,default:10
+    python bench/char_budget.py --points default:10,default:90,default:30 --step-budget
     python bench/char_budget.py --points default:0.5 --tasks free-vs-disposable --sizes 300 --seeds 0   # a smoke run
 
 Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset as
-shipped; `best`: the recipe of docs/results-char.md). Per point, in its own process each: training
-(`char_external.py --train-minutes`, 2 threads on an idle machine: say what else ran), the external
+shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts).
+Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
+idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
+their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
+to itself, and the others give the same model whatever else runs), the external
 fills (`char_external.py --json`), and fine-tuning the pre-trained encoder (`char_downstream.py
 --arms pre-trained --json`) per task and number of labels. The TF-IDF baseline (`tfidf_baseline.py`,
 scikit-learn) is fitted once per task. Every stage's result is kept under `--out` (default
@@ -34,11 +37,13 @@ sys.path.insert(0, str(HERE))
 
 RECIPES: dict[str, list[str]] = {
     "default": [],
-    "best": ["model.arch=cloze", "model.num_layers=2", "model.head_ngram_counts=true", "model.head_ngram_joint=4",
-             "model.head_ngram_count_buckets=1048576"],
+    "best": ["model.head_ngram_count_buckets=1048576"],
+    # `domains-tiny` before it carried the counted memory (a bidirectional 3-layer encoder)
+    "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_counts=false",
+               "model.head_ngram_joint=0", "model.head_ngram_count_buckets=0", "model.head_ngram_max_dist=8"],
 }
-RESCORE = {"best": 4}  # the best recipe's fills are re-ranked (`mlmkit predict --rescore 4`)
-DEFAULT_POINTS = "default:10,best:10,best:30,best:90"
+RESCORE = {"default": 4, "best": 4}  # the best recipe's fills are re-ranked (`mlmkit predict --rescore 4`)
+DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
 def _run(cmd: list[str], log: Path) -> float:
@@ -53,13 +58,16 @@ def _run(cmd: list[str], log: Path) -> float:
     return time.perf_counter() - t
 
 
-def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain: bool) -> dict:
-    """Train the point (unless done before) and return what training measured."""
+def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain: bool,
+                steps: int | None = None) -> dict:
+    """Train the point (unless done before) and return what training measured; `steps`: train
+    for that many steps instead of `minutes` (`--step-budget`)."""
     done = folder / "train.json"
     if done.is_file() and not retrain:
         return json.loads(done.read_text())
+    budget = ["--train-steps", str(steps)] if steps else ["--train-minutes", str(minutes)]
     cmd = [sys.executable, str(HERE / "char_external.py"), "--model-dir", str(folder / "run" / "model"),
-           "--train-minutes", str(minutes), "--threads", str(threads), "--train-only"]
+           *budget, "--threads", str(threads), "--train-only"]
     for s in RECIPES[recipe]:
         cmd += ["--set", s]
     wall = _run(cmd, folder / "train.log")
@@ -67,7 +75,8 @@ def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain
     summary = json.loads((folder / "run" / "summary.json").read_text())
     model_bytes = sum(p.stat().st_size for p in (folder / "run" / "model").rglob("*") if p.is_file())
     out = {"steps": summary["step"], "train_seconds": summary["train_seconds"], "wall_seconds": round(wall),
-           "model_mb": round(model_bytes / 2**20), "peak_rss_gb": float(peak.group(1)) if peak else None}
+           "model_mb": round(model_bytes / 2**20), "peak_rss_gb": float(peak.group(1)) if peak else None,
+           "budget": f"{steps} steps" if steps else f"{minutes:g} min"}
     done.write_text(json.dumps(out, indent=2))
     return out
 
@@ -174,6 +183,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=".cache/char_budget")
     ap.add_argument("--plot", default="docs/char-budget.png")
+    ap.add_argument("--step-budget", action="store_true",
+                    help="train each point after a recipe's first for the steps its minutes buy at the step rate "
+                         "of that first point (run on an idle machine): the same compute, whatever else runs")
     ap.add_argument("--retrain", action="store_true", help="train the points again even if trained before")
     args = ap.parse_args(argv)
     out = Path(args.out)
@@ -182,13 +194,15 @@ def main(argv: list[str] | None = None) -> None:
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
     tfidf = {t: tfidf_baseline(out, t, sizes, seeds) for t in tasks}
-    points = []
+    points, rate = [], {}
     for spec in args.points.split(","):
         recipe, minutes = spec.split(":")
         folder = out / f"{recipe}-{minutes}"
         folder.mkdir(parents=True, exist_ok=True)
         p = {"recipe": recipe, "minutes": float(minutes)}
-        p["train"] = train_point(recipe, float(minutes), folder, args.threads, args.retrain)
+        steps = round(rate[recipe] * float(minutes)) if args.step_budget and recipe in rate else None
+        p["train"] = train_point(recipe, float(minutes), folder, args.threads, args.retrain, steps)
+        rate.setdefault(recipe, p["train"]["steps"] / float(minutes))
         p["fills"] = fills_point(recipe, folder, args.threads)
         p["downstream"] = {(t, s): downstream_point(folder, t, s, args.seeds) for t in tasks for s in sizes}
         points.append(p)

@@ -89,16 +89,19 @@ def write_train_file(seed: int) -> tuple[Path, int]:
     return path, len(names)
 
 
-def train_model(model_dir: Path, minutes: float, threads: int, seed: int, sets: list[str] | None = None) -> None:
-    """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison)."""
+def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int, sets: list[str] | None = None,
+                steps: int | None = None) -> None:
+    """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison); `steps`
+    instead of `minutes`: a fixed number of steps, whatever else runs on the machine."""
     import mlmkit
 
     path, n = write_train_file(seed)
     run = model_dir.parent
-    print(f"training {run} (domains-tiny, {minutes} min, {threads} thread(s)) on {n:,} names from {path}")
+    budget = [f"train.max_steps={steps}", "train.max_minutes=null"] if steps else [f"train.max_minutes={minutes}"]
+    print(f"training {run} (domains-tiny, {f'{steps:,} steps' if steps else f'{minutes} min'}, {threads} thread(s)) "
+          f"on {n:,} names from {path}")
     mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), overwrite=True,
-                 overrides=[f"train.max_minutes={minutes}", f"train.threads={threads}", "train.progress=false",
-                            *(sets or [])])
+                 overrides=[*budget, f"train.threads={threads}", "train.progress=false", *(sets or [])])
 
 
 # ------------------------------------------------------------------------------------ evaluation sets
@@ -393,30 +396,33 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model-dir", required=True, help="the model folder (RUN/model)")
     ap.add_argument("--train-minutes", type=float, default=None,
                     help="first train RUN (the model folder's parent) for this long, domains-tiny on the full lists")
+    ap.add_argument("--train-steps", type=int, default=None,
+                    help="instead of --train-minutes: train RUN for this many steps")
     ap.add_argument("--train-only", action="store_true", help="train, then stop (no evaluation)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training and the model's fills)")
     ap.add_argument("--n", type=int, default=1500, help="names per evaluation set (at most)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", dest="sets", action="append", default=[],
                     help="with --train-minutes: a config override for the training run (repeatable)")
-    ap.add_argument("--rescore", type=int, default=None, metavar="R",
+    ap.add_argument("--rescore", default="auto", metavar="R|auto|off",
                     help="re-rank each name's candidates by their pseudo-log-likelihood over the span and R "
-                         "characters either side (predict_pattern's rescore)")
+                         "characters either side (predict_pattern's rescore; auto, its default: R = 4 for a "
+                         "cloze encoder, off for others)")
     ap.add_argument("--rescore-weight", type=float, default=1.0)
     ap.add_argument("--beam", type=int, default=None, help="the model's beam width (default: predict_pattern's, 10)")
     ap.add_argument("--json", default=None, metavar="FILE",
                     help="also write the headline numbers (top-1 / top-5 of both systems on both sets) to FILE")
     args = ap.parse_args(argv)
-    if args.rescore is not None:
-        RESCORE.update(rescore=args.rescore, rescore_weight=args.rescore_weight)
+    if args.rescore != "auto":
+        RESCORE.update(rescore=None if args.rescore == "off" else int(args.rescore), rescore_weight=args.rescore_weight)
     if args.beam is not None:
         RESCORE.update(beam=args.beam)
     import torch
 
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
-    if args.train_minutes:
-        train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets)
+    if args.train_minutes or args.train_steps:
+        train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets, args.train_steps)
         import resource
 
         peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
