@@ -100,7 +100,9 @@ def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int,
     budget = [f"train.max_steps={steps}", "train.max_minutes=null"] if steps else [f"train.max_minutes={minutes}"]
     print(f"training {run} (domains-tiny, {f'{steps:,} steps' if steps else f'{minutes} min'}, {threads} thread(s)) "
           f"on {n:,} names from {path}")
-    mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), overwrite=True,
+    # a step budget gives the same model resumed or not: continue a stopped one from its last checkpoint
+    again = dict(resume="auto") if steps and (run / "checkpoints").is_dir() else dict(overwrite=True)
+    mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), **again,
                  overrides=[*budget, f"train.threads={threads}", "train.progress=false", *(sets or [])])
 
 
