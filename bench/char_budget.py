@@ -39,7 +39,7 @@ RECIPES: dict[str, list[str]] = {
     "default": [],
     "best": ["model.head_ngram_count_buckets=1048576"],
     # `domains-tiny` before it carried the counted memory (a bidirectional 3-layer encoder)
-    "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_counts=false",
+    "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_dim=32", "model.head_ngram_counts=false",
                "model.head_ngram_joint=0", "model.head_ngram_count_buckets=0", "model.head_ngram_max_dist=8"],
 }
 RESCORE = {"default": 4, "best": 4}  # the best recipe's fills are re-ranked (`mlmkit predict --rescore 4`)
