@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import tempfile
 from importlib import resources
 
@@ -7,8 +9,12 @@ import torch
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never download
-# Prepared token data goes to a folder of this test session, never to ~/.cache.
-os.environ.setdefault("MLMKIT_CACHE", tempfile.mkdtemp(prefix="mlmkit-test-cache-"))
+# Prepared token data goes to a folder of this test session, never to ~/.cache, and the folder
+# goes when the session ends (only in the process that made it: a forked child exits too).
+if "MLMKIT_CACHE" not in os.environ:
+    _cache, _owner = tempfile.mkdtemp(prefix="mlmkit-test-cache-"), os.getpid()
+    os.environ["MLMKIT_CACHE"] = _cache
+    atexit.register(lambda: os.getpid() == _owner and shutil.rmtree(_cache, ignore_errors=True))
 # Tiny models on a small (possibly shared) CPU: one intra-op thread is as fast or faster, and
 # immune to spinning threads fighting over a busy second core.
 torch.set_num_threads(1)
