@@ -247,7 +247,8 @@ class NameStream:
         once (to fill a count memory before training, `model.head_ngram_counts`)."""
         if self.source.is_hub:
             raise ConfigError("config key 'model.head_ngram_counts': needs local data files (a hub stream "
-                              "cannot be counted before training)")
+                              "cannot be counted before training): download the names first, or train "
+                              "without counts with --set model.head_ngram_counts=false")
         return self.chunks[self.rank::self.world_size]
 
     def chunk_names(self, ch) -> list[str]:
