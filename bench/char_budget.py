@@ -42,7 +42,6 @@ RECIPES: dict[str, list[str]] = {
     "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_dim=32", "model.head_ngram_counts=false",
                "model.head_ngram_joint=0", "model.head_ngram_count_buckets=0", "model.head_ngram_max_dist=8"],
 }
-RESCORE = {"default": 4, "best": 4}  # the best recipe's fills are re-ranked (`mlmkit predict --rescore 4`)
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
@@ -81,13 +80,12 @@ def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain
     return out
 
 
-def fills_point(recipe: str, folder: Path, threads: int) -> dict:
+def fills_point(folder: Path, threads: int) -> dict:
     path = folder / "external.json"
     if not path.is_file():
+        # fills as `mlmkit predict` makes them (`--rescore auto`: a cloze model's are re-ranked)
         cmd = [sys.executable, str(HERE / "char_external.py"), "--model-dir", str(folder / "run" / "model"),
                "--threads", str(threads), "--json", str(path)]
-        if recipe in RESCORE:
-            cmd += ["--rescore", str(RESCORE[recipe])]
         _run(cmd, folder / "external.log")
     return json.loads(path.read_text())
 
@@ -203,7 +201,7 @@ def main(argv: list[str] | None = None) -> None:
         steps = round(rate[recipe] * float(minutes)) if args.step_budget and recipe in rate else None
         p["train"] = train_point(recipe, float(minutes), folder, args.threads, args.retrain, steps)
         rate.setdefault(recipe, p["train"]["steps"] / float(minutes))
-        p["fills"] = fills_point(recipe, folder, args.threads)
+        p["fills"] = fills_point(folder, args.threads)
         p["downstream"] = {(t, s): downstream_point(folder, t, s, args.seeds) for t in tasks for s in sizes}
         points.append(p)
         print(f"{spec}: {p['train']['steps']:,} steps, external top-1 {p['fills']['external']['model']['top1']:.3f} "

@@ -184,12 +184,18 @@ Rescore = Union[int, None, str]  # R, None (off) or "auto" (`default_rescore`)
 AUTO_RESCORE = 4  # R of "auto": the best of 2, 4 and 8 on held-out names of the training lists (docs/results-char.md)
 
 
+def reads_own_character(model) -> bool:
+    """Whether `model`'s encoder state at a position has read that position's character (any
+    encoder but the cloze towers): then scoring each character with only itself hidden costs a
+    pass per character, otherwise one pass per name."""
+    return getattr(getattr(model, "encoder", None), "reads_own_character", True)
+
+
 def default_rescore(model) -> Optional[int]:
-    """What `rescore="auto"` does for `model`: re-rank with R = `AUTO_RESCORE` when its encoder is
-    a cloze one, which scores every character of a candidate in one more pass (more exact fills
-    at about a sixth of the speed); not otherwise, where it would cost a pass per character."""
-    config = getattr(getattr(model, "encoder", None), "config", None)
-    return AUTO_RESCORE if isinstance(config, dict) and config.get("cloze") else None
+    """What `rescore="auto"` does for `model`: re-rank with R = `AUTO_RESCORE` when the re-scoring
+    costs one more pass per candidate (more exact fills at about a sixth of the speed); not where it
+    would cost a pass per character."""
+    return None if reads_own_character(model) else AUTO_RESCORE
 
 
 @torch.no_grad()
@@ -272,7 +278,7 @@ def pseudo_log_likelihood(model, chars: str, names: list[str], positions: list[l
     the name as it is; any other gets one row per position, with that character masked."""
     model.eval()
     index = _char_index(chars)
-    one_pass = not getattr(getattr(model, "encoder", None), "reads_own_character", True)
+    one_pass = not reads_own_character(model)
     rows = [(i, [q]) for i, qs in enumerate(positions) for q in qs] if not one_pass else list(enumerate(positions))
     dev = next(model.parameters()).device
     out = [0.0] * len(names)
