@@ -8,7 +8,9 @@ downstream tasks against a TF-IDF + logistic-regression baseline on the same spl
     python bench/char_budget.py --points default:0.5 --tasks free-vs-disposable --sizes 300 --seeds 0   # a smoke run
 
 Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset as
-shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts).
+shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
+`more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
+paced at `default`'s step rate).
 Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
 idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
 their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
@@ -42,6 +44,12 @@ RECIPES: dict[str, list[str]] = {
     "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_dim=32", "model.head_ngram_counts=false",
                "model.head_ngram_joint=0", "model.head_ngram_count_buckets=0", "model.head_ngram_max_dist=8"],
 }
+# the training names of a recipe when not the two lists (`char_external.py --names`)
+NAMES = {"more": "more"}
+RECIPES["more"] = []  # the preset on the lists and the extra names (HSTS preload list), Kneser-Ney on the same
+# a recipe that differs only in its names takes the step rate of the one with its model: the extra
+# names are as long as the lists' (14.4 characters on average), so a step costs the same
+STEP_RATE_OF = {"more": "default"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
@@ -66,7 +74,7 @@ def train_point(recipe: str, minutes: float, folder: Path, threads: int, retrain
         return json.loads(done.read_text())
     budget = ["--train-steps", str(steps)] if steps else ["--train-minutes", str(minutes)]
     cmd = [sys.executable, str(HERE / "char_external.py"), "--model-dir", str(folder / "run" / "model"),
-           *budget, "--threads", str(threads), "--train-only"]
+           *budget, "--threads", str(threads), "--train-only", "--names", NAMES.get(recipe, "lists")]
     for s in RECIPES[recipe]:
         cmd += ["--set", s]
     wall = _run(cmd, folder / "train.log")
@@ -198,9 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         folder = out / f"{recipe}-{minutes}"
         folder.mkdir(parents=True, exist_ok=True)
         p = {"recipe": recipe, "minutes": float(minutes)}
-        steps = round(rate[recipe] * float(minutes)) if args.step_budget and recipe in rate else None
+        paced = STEP_RATE_OF.get(recipe, recipe)
+        steps = round(rate[paced] * float(minutes)) if args.step_budget and paced in rate else None
         p["train"] = train_point(recipe, float(minutes), folder, args.threads, args.retrain, steps)
-        rate.setdefault(recipe, p["train"]["steps"] / float(minutes))
+        rate.setdefault(paced, p["train"]["steps"] / float(minutes))
         p["fills"] = fills_point(folder, args.threads)
         p["downstream"] = {(t, s): downstream_point(folder, t, s, args.seeds) for t in tasks for s in sizes}
         points.append(p)

@@ -6,7 +6,11 @@ the model never saw, against a Kneser-Ney character n-gram trained on the same n
 Training data: the full `isdisposable` and `mailchecker` lists (PyPI, MIT), written in a seeded
 random order to ``.cache/char_external/train_names.txt``. With ``--train-minutes`` the script first
 trains ``RUN`` (the parent of ``--model-dir``) with mlmkit's own one-call API, preset
-``domains-tiny`` on that file.
+``domains-tiny`` on that file. ``--names more`` adds the registered sites of Chromium's HSTS
+preload list (`char_sources.EXTRA_TRAIN_SOURCES`, about 160k names; ``train_names_more.txt``),
+less any name whose name without TLD occurs in an external or downstream list; the n-gram is then
+trained on the same names, and the in-distribution set stays the training lists' own held-out
+names. The evaluation reads which file the model was trained on from its config.
 
 Evaluation sets (names valid under mlmkit's rules and written in the model's alphabet):
 
@@ -75,14 +79,30 @@ def training_lists() -> tuple[list[str], dict[str, int]]:
     return raw, counts
 
 
-def write_train_file(seed: int) -> tuple[Path, int]:
-    """The full lists, deduplicated (exact normalised name), in a seeded random order (mlmkit's
-    shuffle buffer is a window: a sorted file would give alphabetical batches)."""
+def extra_names(idn: str = "keep", max_length: int | None = None) -> list[str]:
+    """The valid names of `char_sources.EXTRA_TRAIN_SOURCES` whose name without TLD occurs in no
+    external or downstream list (those sets stay unseen, and the same as without them)."""
+    from mlmkit.char_mlm.data import holdout_key
+
+    kept = {holdout_key(d, "name") for src in (*char_sources.EXTERNAL_SOURCES, *char_sources.DOWNSTREAM_SOURCES)
+            for d in valid_names(char_sources.read_source(src), idn, max_length)}
+    raw = [r for src in char_sources.EXTRA_TRAIN_SOURCES for r in char_sources.read_source(src)]
+    return [d for d in valid_names(raw, idn, max_length) if holdout_key(d, "name") not in kept]
+
+
+def train_file(more: bool) -> Path:
+    return CACHE / ("train_names_more.txt" if more else "train_names.txt")
+
+
+def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
+    """The full lists (and with `more` the extra names), deduplicated (exact normalised name), in a
+    seeded random order (mlmkit's shuffle buffer is a window: a sorted file would give
+    alphabetical batches)."""
     raw, _ = training_lists()
-    names = sorted(valid_names(raw))
+    names = sorted(dict.fromkeys(valid_names(raw) + (extra_names() if more else [])))
     random.Random(seed).shuffle(names)
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = CACHE / "train_names.txt"
+    path = train_file(more)
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(names) + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -90,12 +110,13 @@ def write_train_file(seed: int) -> tuple[Path, int]:
 
 
 def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int, sets: list[str] | None = None,
-                steps: int | None = None) -> None:
+                steps: int | None = None, more: bool = False) -> None:
     """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison); `steps`
-    instead of `minutes`: a fixed number of steps, whatever else runs on the machine."""
+    instead of `minutes`: a fixed number of steps, whatever else runs on the machine; `more`: the
+    training file with the extra names."""
     import mlmkit
 
-    path, n = write_train_file(seed)
+    path, n = write_train_file(seed, more)
     run = model_dir.parent
     budget = [f"train.max_steps={steps}", "train.max_minutes=null"] if steps else [f"train.max_minutes={minutes}"]
     print(f"training {run} (domains-tiny, {f'{steps:,} steps' if steps else f'{minutes} min'}, {threads} thread(s)) "
@@ -401,6 +422,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-steps", type=int, default=None,
                     help="instead of --train-minutes: train RUN for this many steps")
     ap.add_argument("--train-only", action="store_true", help="train, then stop (no evaluation)")
+    ap.add_argument("--names", choices=("lists", "more"), default="lists",
+                    help="training names: the two lists, or those and the extra names (char_sources.EXTRA_TRAIN_SOURCES)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training and the model's fills)")
     ap.add_argument("--n", type=int, default=1500, help="names per evaluation set (at most)")
     ap.add_argument("--seed", type=int, default=0)
@@ -424,7 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     model_dir = Path(args.model_dir)
     if args.train_minutes or args.train_steps:
-        train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets, args.train_steps)
+        train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets, args.train_steps,
+                    args.names == "more")
         import resource
 
         peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -459,13 +483,17 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> dict:
     chars = "".join(bundle.alphabet.chars)
     raw, counts = training_lists()
     names = valid_names(raw, dcfg.idn, dcfg.max_length)
+    more = list(dcfg.train or []) == [str(train_file(True))]
+    if not more and list(dcfg.train or []) != [str(train_file(False))]:
+        print(f"WARNING: the model was trained on {dcfg.train}, not on {train_file(False)}")
+    extra = extra_names(dcfg.idn, dcfg.max_length) if more else []
+    counts["extra"] = len(extra)
+    lists = set(names)
+    names = list(dict.fromkeys(names + extra))
     train, held = split_training(names, dcfg)
-    expected = str(CACHE / "train_names.txt")
-    if list(dcfg.train or []) != [expected]:
-        print(f"WARNING: the model was trained on {dcfg.train}, not on {expected}")
     train_keys = {holdout_key(d, "name") for d in names} | {holdout_key(r.strip().lower(), "name") for r in raw}
     ext, stats = external_set(train_keys, dcfg, set(chars), n, seed)
-    indist = sample(one_per_key([d for d in held if usable(d, set(chars))], set()), n, seed)
+    indist = sample(one_per_key([d for d in held if d in lists and usable(d, set(chars))], set()), n, seed)
     order, tune = cached(["tune", chars, train], lambda: tune_kn(train, chars))
     tune["bits"] = {int(o): b for o, b in tune["bits"].items()}
     kn = lazy_kn(chars, order, train)
@@ -509,6 +537,10 @@ def print_data(counts, names, train, held, stats, bundle, tune, order) -> None:
     print("## Data\n")
     for src in char_sources.TRAIN_SOURCES:
         print(f"- training: `{src.package}=={src.version}` ({src.licence}), {counts[src.name]:,} entries")
+    if counts.get("extra"):
+        for src in char_sources.EXTRA_TRAIN_SOURCES:
+            print(f"- training, extra names: `{src.package}=={src.version}` ({src.licence})")
+        print(f"- extra names kept (name without TLD in no external or downstream list): {counts['extra']:,}")
     print(f"- union: {len(names):,} valid distinct names; mlmkit's hash split "
           f"(validation_fraction {bundle.data.validation_fraction}, key {bundle.data.holdout_key}): "
           f"{len(train):,} training, {len(held):,} held out")

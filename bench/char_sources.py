@@ -89,9 +89,31 @@ def _swot_domains(root: Path) -> list[str]:
     return out
 
 
+def _hsts_names(path: Path) -> list[str]:
+    """The hosts of Chromium's HSTS preload list as `hstspreload` ships them: records of one flag
+    byte, one length byte and a label; a record whose flag has bit 0x80 set holds a whole host
+    name. Bare TLDs (preloaded suffixes such as ``dev``) are not names and are left out."""
+    data, i, out = path.read_bytes(), 0, []
+    while i + 2 <= len(data):
+        flags, size = data[i], data[i + 1]
+        label = data[i + 2: i + 2 + size].decode("ascii")
+        i += 2 + size
+        if flags & 0x80 and "." in label:
+            out.append(label)
+    return out
+
+
 TRAIN_SOURCES = [
     Source("isdisposable", "isdisposable", "1.0.0", "isdisposable/domains.json", "MIT", _json_list),
     Source("mailchecker", "mailchecker", "6.0.21", "MailChecker.py", "MIT", _literal("blacklist")),
+]
+
+# More real names for pre-training (`char_external.py --names more`): registered sites, not mail
+# domains. Their names that share a name-without-TLD with an external or downstream list are left
+# out, so those sets stay unseen and unchanged.
+EXTRA_TRAIN_SOURCES = [
+    Source("hstspreload", "hstspreload", "2025.1.1", "hstspreload/hstspreload.bin",
+           "BSD-3-Clause (package); data: Chromium's HSTS preload list, BSD-3-Clause", _hsts_names),
 ]
 
 EXTERNAL_SOURCES = [
@@ -119,7 +141,7 @@ DOWNSTREAM_SOURCES = [
 
 def source(name: str) -> Source:
     """A pinned source by its short name."""
-    for src in (*TRAIN_SOURCES, *EXTERNAL_SOURCES, *DOWNSTREAM_SOURCES):
+    for src in (*TRAIN_SOURCES, *EXTRA_TRAIN_SOURCES, *EXTERNAL_SOURCES, *DOWNSTREAM_SOURCES):
         if src.name == name:
             return src
     raise KeyError(name)
