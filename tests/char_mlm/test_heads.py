@@ -246,6 +246,42 @@ def test_max_dist_bounds_the_distances_counted_and_farther_ones_read_the_farthes
     assert torch.equal(ids[0], ids[1]) and torch.equal(ids[0], ids[2])
 
 
+def _left_row(head, names, row, pos, n):
+    """The count row of the n characters left of `pos` in `row` (n = 1..max_n)."""
+    K = head.ngram.max_n
+    left, right, lengths = head.ngram.windows(names, torch.tensor([[row, pos, 1]]), 1)
+    left[:, K] = names[row, pos]
+    return context_rows(head.ngram.ids(left, right, lengths, 0, 1)[0, 0], head.counts.buckets)[n - 1]
+
+
+def test_families_count_a_stem_once_so_leaving_a_name_out_leaves_its_family_out():
+    """foo.cf and foo.ga (one family: the same stem before the last dot): with families, the
+    contexts wholly inside the stem are counted once, the ones that reach the TLD per name; so the
+    leave-one-out of training finds no count of "fo" -> "o" left for foo.ga, as for a new name."""
+    f, o, dot, c, g, a = 6, 7, 5, 8, 9, 10
+    names = torch.tensor([[1, f, o, o, dot, c, f, 2], [1, f, o, o, dot, g, a, 2]])
+    stem_end, repeat = torch.tensor([4, 4]), torch.tensor([False, True])
+    plain = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
+    plain.count_names(names)
+    fam = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
+    fam.count_names(names, stem_end, repeat)
+    for head in (plain, fam):
+        head.counts.finish()
+    stem, tld = _left_row(fam, names, 1, 3, 2), _left_row(fam, names, 1, 5, 2)  # "fo" -> o, "o." -> g
+    assert plain.counts.table[stem, o] == 2 and fam.counts.table[stem, o] == 1
+    assert plain.counts.table[tld, g] == fam.counts.table[tld, g] == 1  # reaches past the stem: counted
+    gold = torch.tensor([[o]])  # training on foo.ga: its own occurrence out of its counts
+    ids = fam.ngram.ids(*fam.ngram.windows(names, torch.tensor([[1, 3, 1]]), 1), 0, 1)
+    ids_left = ids.clone()
+    for head, left_after in ((plain, 1.0), (fam, 0.0)):
+        c = CountMemory.counts_of(head.counts.table[context_rows(ids_left, head.counts.buckets)])
+        c = (c - F.one_hot(gold, V).float()[:, :, None, :]).clamp_min(0)
+        assert c[0, 0, 1, o] == left_after
+    # the repeat's counts inside its stem are gone, and only those: its 3 stem characters' left
+    # contexts (3 orders each: 9) and its right ones that end by the dot (n + d <= 5 - pos: 6 + 3 + 1)
+    assert int(plain.counts.table.sum()) - int(fam.counts.table.sum()) == 9 + 10
+
+
 def test_count_bytes_are_exact_below_64_and_within_3_percent_above():
     """The count table's byte code: 0..63 as they are, larger counts on a log scale (12 steps a
     doubling); a float32 table of an older model is converted when loaded."""

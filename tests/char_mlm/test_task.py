@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
-from mlmkit.char_mlm.data import Alphabet, is_validation
+from mlmkit.char_mlm.data import Alphabet, FamilyMarks, holdout_key, is_validation
 from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.inputs import encode_names
 from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
@@ -197,6 +197,28 @@ def test_count_memory_holds_every_training_name_once(domains_file):
     assert not head.counts.table.requires_grad and all(head.counts.table is not p for g in task.param_groups(task.model) for p in g.params)
     with pytest.raises(ConfigError, match="model.head_ngram_counts"):
         CharModelConfig(head_ngram_counts=True)
+
+
+def test_count_families_count_each_stem_once_whatever_the_order(domains_file):
+    """`model.head_ngram_count_families`: the counting pass marks each name whose family (the
+    name without its TLD) it met before, and the table is that of counting every stem once, in
+    any order: here the names again, reversed, in one block."""
+    kw = {"head_ngram_buckets": 128, "head_ngram_max": 3, "head_ngram_counts": True}
+    task = _task(domains_file, model_kw={**kw, "head_ngram_count_families": True})
+    names = [n for n in domains_file.read_text().split()
+             if n not in ("bad..name", "-hyphen.com") and not is_validation(n, task.stream.holdout, "name")]
+    assert len({holdout_key(n) for n in names}) < len(names)  # the file has twins
+    head = task.model.head
+    table = head.counts.table.detach().clone()
+    head.counts.table.data.zero_()
+    names = names[::-1]
+    head.count_names(encode_names(names, task.alphabet.encode)[1], *FamilyMarks()(names))
+    head.counts.finish()
+    assert torch.equal(head.counts.table, table)
+    plain = _task(domains_file, model_kw=kw).model.head.counts.table
+    assert int(plain.sum()) > int(table.sum())
+    with pytest.raises(ConfigError, match="model.head_ngram_count_families"):
+        CharModelConfig(head_ngram_buckets=128, head_ngram_count_families=True)
 
 
 def test_pattern_syntax():

@@ -71,6 +71,9 @@ class CharModelConfig(ModelSection):
     head_ngram_max_dist: int = 8
     head_ngram_counts: bool = False  # the memory also counts each context's next character over the training names
     head_ngram_count_buckets: int = 0  # rows per context column of the counts, a byte per character (0: head_ngram_buckets)
+    # counts: names that differ only in their last label (foo.cf, foo.ga) count the contexts before
+    # it once, so a training name's counts lack its whole family, as a new name's do
+    head_ngram_count_families: bool = False
     cloze_windows: int = 3  # cloze: every character starts a training window of 1..N characters (0: the masked spans)
     sparse_ngram: bool = False  # n-gram tables: sparse gradients, updated by SparseAdam (dense under FSDP)
     ngram_lr_scale: float = 1.0  # LR multiplier of the hashed n-gram tables (and no weight decay)
@@ -104,6 +107,8 @@ class CharModelConfig(ModelSection):
               "needs model.head_ngram_buckets > 0")
         check(self.head_ngram_count_buckets >= 0, "model.head_ngram_count_buckets", "must be >= 0")
         check(self.head_ngram_count_buckets == 0 or self.head_ngram_counts, "model.head_ngram_count_buckets",
+              "needs model.head_ngram_counts: true")
+        check(not self.head_ngram_count_families or self.head_ngram_counts, "model.head_ngram_count_families",
               "needs model.head_ngram_counts: true")
         check(0 <= self.cloze_windows <= 8, "model.cloze_windows", "must be in [0, 8]")
         check(self.arch != "cloze" or self.downsampling_rate == 1, "model.downsampling_rate", "must be 1 with arch: cloze")

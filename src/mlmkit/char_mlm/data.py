@@ -35,7 +35,7 @@ from ..data.chunks import Chunk, chunk_files, read_chunk
 from ..data.hub import HubOptions, ShardedStream, iter_hub
 from ..data.records import resolve_sources
 from ..errors import ConfigError, DataError
-from ..util import unit_hash
+from ..util import stable_hash, unit_hash
 from . import inputs
 from .config import IDN_MODES
 
@@ -148,6 +148,35 @@ def holdout_key(domain: str, key: str = "name") -> str:
     if key == "name" and "." in domain:
         return domain.rsplit(".", 1)[0]
     return domain
+
+
+class FamilyMarks:
+    """For the count memory's families (`model.head_ngram_count_families`): per name, the column
+    of its last dot in the encoded row ([CLS] first; the [SEP] column without a dot), and whether
+    its family (the name without its last label, `holdout_key` "name") was met before, in this
+    call or an earlier one. The families met are bits of a hashed set of `bits` bits (128 MiB by
+    default): a family whose bit another set is counted as a repeat, about 1 in 1,000 at a
+    million families. Each rank marks the names it counts: a family whose names are counted by
+    two ranks has its stem counted once by each."""
+
+    def __init__(self, bits: int = 1 << 30):
+        import numpy as np
+
+        self.bits = bits
+        self.seen = np.zeros(bits // 8, dtype=np.uint8)
+
+    def __call__(self, names: list[str]):
+        import numpy as np
+        import torch
+
+        stem_end = torch.tensor([(d.rfind(".") if "." in d else len(d)) + 1 for d in names], dtype=torch.long)
+        slots = np.array([stable_hash(holdout_key(d, "name")) % self.bits for d in names], dtype=np.int64)
+        byte, bit = slots >> 3, (1 << (slots & 7)).astype(np.uint8)
+        first = np.zeros(len(names), dtype=bool)
+        first[np.unique(slots, return_index=True)[1]] = True  # the first name of each family here
+        repeat = ((self.seen[byte] & bit) != 0) | ~first
+        np.bitwise_or.at(self.seen, byte, bit)
+        return stem_end, torch.from_numpy(repeat)
 
 
 def is_validation(domain: str, valid_fraction: float, key: str = "name") -> bool:

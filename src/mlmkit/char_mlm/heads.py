@@ -211,13 +211,15 @@ class CountMemory(nn.Module):
         return torch.where(q < cls.EXACT, q, ((q - cls.EXACT) / cls.SCALE).exp2_().mul_(cls.EXACT))
 
     @torch.no_grad()
-    def add(self, ids: torch.Tensor, gold: torch.Tensor, first: int = 0) -> None:
+    def add(self, ids: torch.Tensor, gold: torch.Tensor, first: int = 0, keep: torch.Tensor | None = None) -> None:
         """Count `gold` (M,) once under each of its context hashes `ids` (M, C) of columns
-        first.. (into the tally)."""
+        first.. (into the tally); `keep` (M, C): only where true."""
         if self.tally is None:
             self.tally = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
         rows = context_rows(ids, self.buckets, first).reshape(-1)
         cols = gold.repeat_interleave(ids.shape[1])
+        if keep is not None:
+            rows, cols = rows[keep.reshape(-1)], cols[keep.reshape(-1)]
         self.tally.index_put_((rows, cols), torch.ones_like(rows, dtype=torch.int32), accumulate=True)
 
     @torch.no_grad()
@@ -438,16 +440,42 @@ class AutoregressiveSpanHead(SpanHeadBase):
         return F.cross_entropy(logits.float(), gold, reduction="sum"), gold.new_tensor(gold.shape[0])
 
     @torch.no_grad()
-    def count_names(self, clean_idx: torch.Tensor) -> None:
+    def count_names(self, clean_idx: torch.Tensor, stem_end: torch.Tensor | None = None,
+                    repeat: torch.Tensor | None = None) -> None:
         """Add the names `clean_idx` (unmasked rows) to the count memory: every character under
         its left contexts once, and under its right (and joint) contexts at every distance the
-        memory hashes."""
+        memory hashes.
+
+        Families (`stem_end` (B,): the column of each row's last dot; `repeat` (B,): its family,
+        the names that differ only after that dot, was counted before): a repeat's contexts that
+        lie wholly in the stem (a character before the dot, and right characters up to the dot)
+        are left out, since its family counted them already. Leaving a training name's own
+        occurrence out of its counts then leaves its whole family out of the stem's contexts, as
+        a new name's family is: `foo.cf` no longer finds `foo.ga` in its counts."""
         dists = tuple(range(1, self.ngram.max_dist + 1))
         left, right, lengths, gold = self.ngram.dense_windows(clean_idx, self.n_specials, dists)
         ids = self.ngram.ids(left, right, lengths, 0, 1)[:, 0]
         K, first = self.ngram.max_n, lengths == 1  # the left contexts repeat for every distance
-        self.counts.add(ids[first, :K], gold[first])
-        self.counts.add(ids[:, K:], gold, first=K)
+        keep_left = keep_right = None
+        if repeat is not None:
+            keep_left, keep_right = self._outside_stem(clean_idx, stem_end, repeat, lengths)
+            keep_left = keep_left[first, None].expand(-1, K)
+        self.counts.add(ids[first, :K], gold[first], keep=keep_left)
+        self.counts.add(ids[:, K:], gold, first=K, keep=keep_right)
+
+    def _outside_stem(self, clean_idx, stem_end, repeat, dist):
+        """For `count_names`' entries (each character at each distance): whether to count its left
+        contexts (E,) and its right and joint ones (E, K + joint): always, but for a repeat only
+        those that reach past its stem."""
+        row, pos = (clean_idx >= self.n_specials).nonzero(as_tuple=True)
+        reps = dist.shape[0] // max(row.shape[0], 1)
+        row, pos = row.repeat(reps), pos.repeat(reps)
+        end, rep = stem_end[row], repeat[row]
+        in_left = pos < end
+        n = torch.arange(1, self.ngram.max_n + 1, device=pos.device)
+        in_right = ((pos + dist)[:, None] + n[None] - 1 <= end[:, None]) & in_left[:, None]
+        in_cols = torch.cat([in_right, in_right[:, : self.ngram.joint]], 1)
+        return ~(rep & in_left), ~(rep[:, None] & in_cols)
 
     # incremental decoding
     def init_state(self, ctx, valid, ngram_state=None):
