@@ -10,7 +10,8 @@ downstream tasks against a TF-IDF + logistic-regression baseline on the same spl
 Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset as
 shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
 `more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
-paced at `default`'s step rate).
+paced at `default`'s step rate; `families`: the preset with `model.head_ngram_count_families`,
+paced the same).
 Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
 idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
 their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
@@ -51,9 +52,12 @@ NAMES = {"more": "more"}
 # same external and held-out names (a name is evaluated only if written in the model's alphabet)
 LISTS_ALPHABET = "-.0123456789abcdefghijklmnopqrstuvwxyzáãçéöś"
 RECIPES["more"] = [f"data.alphabet={LISTS_ALPHABET}"]
-# a recipe that differs only in its names takes the step rate of the one with its model: the extra
-# names are as long as the lists' (14.4 characters on average), so a step costs the same
-STEP_RATE_OF = {"more": "default"}
+# the preset with the counts' families (`model.head_ngram_count_families`): a change to the counting
+# pass only, so its steps cost what the preset's do
+RECIPES["families"] = ["model.head_ngram_count_families=true"]
+# a recipe that differs only in its names or its counting pass takes the step rate of the one with
+# its model: the extra names are as long as the lists' (14.4 characters on average)
+STEP_RATE_OF = {"more": "default", "families": "default"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
