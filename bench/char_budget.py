@@ -179,8 +179,8 @@ def plot(points: list[dict], tasks: list[str], sizes: list[int | None], tfidf: d
                         label="Kneser-Ney, same names" + ("" if len(kn) == 1 else f" ({names})"))
     axes[0].set(title="external names: span exact match top-1", xlabel="CPU minutes", xscale="log")
     for ax, task in zip(axes[1:], tasks):
-        for s in sizes:
-            ax.axhline(statistics.mean(tfidf[task][s]), ls=":", color="grey")
+        for i, s in enumerate(sizes):  # in the colour of the first recipe's line for the same size
+            ax.axhline(statistics.mean(tfidf[task][s]), ls=":", color=f"C{i}")
         ax.set(title=f"{task}: test accuracy (dotted: TF-IDF)", xlabel="CPU minutes", xscale="log")
     for ax in axes:
         ax.legend(fontsize=7)
