@@ -99,7 +99,7 @@ def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
     seeded random order (mlmkit's shuffle buffer is a window: a sorted file would give
     alphabetical batches)."""
     raw, _ = training_lists()
-    names = sorted(dict.fromkeys(valid_names(raw) + (extra_names() if more else [])))
+    names = sorted(set(valid_names(raw) + (extra_names() if more else [])))
     random.Random(seed).shuffle(names)
     CACHE.mkdir(parents=True, exist_ok=True)
     path = train_file(more)

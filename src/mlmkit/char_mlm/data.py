@@ -155,7 +155,7 @@ class FamilyMarks:
     of its last dot in the encoded row ([CLS] first; the [SEP] column without a dot), and whether
     its family (the name without its last label, `holdout_key` "name") was met before, in this
     call or an earlier one. The families met are bits of a hashed set of `bits` bits (128 MiB by
-    default): a family whose bit another set is counted as a repeat, about 1 in 1,000 at a
+    default): a family whose bit another family set is counted as a repeat, about 1 in 1,000 at a
     million families. Each rank marks the names it counts: a family whose names are counted by
     two ranks has its stem counted once by each."""
 

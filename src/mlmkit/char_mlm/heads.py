@@ -246,13 +246,19 @@ class CountMemory(nn.Module):
             state_dict[prefix + "table"] = self.quantise(t)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def read(self, ids: torch.Tensor, gold: torch.Tensor | None = None) -> torch.Tensor:
+        """(S, T, C, V) counts of the context hashes `ids` (S, T, C); `gold` (S, T): the characters
+        to leave out, once under each context (training on a counted name)."""
+        self.finish()
+        c = self.counts_of(self.table[context_rows(ids, self.buckets)])
+        if gold is not None:
+            c = (c - F.one_hot(gold, c.shape[-1]).to(c.dtype)[:, :, None, :]).clamp_min(0.0)
+        return c
+
     def forward(self, ids: torch.Tensor, h: torch.Tensor, gold: torch.Tensor | None = None) -> torch.Tensor:
         """(S, T, V) logits for the context hashes `ids` (S, T, C) from the head states `h`
         (S, T, d); `gold` (S, T): the characters to leave out (training on a counted name)."""
-        self.finish()
-        c = self.counts_of(self.table[context_rows(ids, self.buckets)])  # (S, T, C, V)
-        if gold is not None:
-            c = (c - F.one_hot(gold, c.shape[-1]).to(c.dtype)[:, :, None, :]).clamp_min(0.0)
+        c = self.read(ids, gold)  # (S, T, C, V)
         n = c.sum(-1)  # (S, T, C)
         k = F.softplus(self.smooth)[:, None]
         logp = torch.log(c + k) - torch.log(n + k[:, 0] * c.shape[-1])[..., None]
@@ -458,18 +464,17 @@ class AutoregressiveSpanHead(SpanHeadBase):
         K, first = self.ngram.max_n, lengths == 1  # the left contexts repeat for every distance
         keep_left = keep_right = None
         if repeat is not None:
-            keep_left, keep_right = self._outside_stem(clean_idx, stem_end, repeat, lengths)
+            keep_left, keep_right = self._outside_stem(clean_idx, stem_end, repeat, lengths, len(dists))
             keep_left = keep_left[first, None].expand(-1, K)
         self.counts.add(ids[first, :K], gold[first], keep=keep_left)
         self.counts.add(ids[:, K:], gold, first=K, keep=keep_right)
 
-    def _outside_stem(self, clean_idx, stem_end, repeat, dist):
-        """For `count_names`' entries (each character at each distance): whether to count its left
-        contexts (E,) and its right and joint ones (E, K + joint): always, but for a repeat only
-        those that reach past its stem."""
+    def _outside_stem(self, clean_idx, stem_end, repeat, dist, n_dists):
+        """For `count_names`' entries (each character at each of `n_dists` distances, as
+        `dense_windows` lays them out): whether to count its left contexts (E,) and its right and
+        joint ones (E, K + joint): always, but for a repeat only those that reach past its stem."""
         row, pos = (clean_idx >= self.n_specials).nonzero(as_tuple=True)
-        reps = dist.shape[0] // max(row.shape[0], 1)
-        row, pos = row.repeat(reps), pos.repeat(reps)
+        row, pos = row.repeat(n_dists), pos.repeat(n_dists)
         end, rep = stem_end[row], repeat[row]
         in_left = pos < end
         n = torch.arange(1, self.ngram.max_n + 1, device=pos.device)
