@@ -211,6 +211,9 @@ def main(argv: list[str] | None = None) -> None:
     tasks = args.tasks.split(",")
     sizes = [None if s == "all" else int(s) for s in args.sizes.split(",")]
     seeds = [int(s) for s in args.seeds.split(",")]
+    bad = [spec for spec in args.points.split(",") if spec.partition(":")[0] not in RECIPES]
+    if bad:
+        raise SystemExit(f"--points: unknown recipe in {', '.join(bad)} (recipes: {', '.join(RECIPES)})")
     tfidf = {t: tfidf_baseline(out, t, sizes, seeds) for t in tasks}
     points, rate = [], {}
     for spec in args.points.split(","):
