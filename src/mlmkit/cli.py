@@ -524,6 +524,10 @@ def main() -> None:
 
         _echo(f"error: {type(e).__name__}: {one_line(e)} (run with --debug for the traceback)")
         sys.exit(1)
+    if "torch.distributed" in sys.modules and not code:  # a run that joined a group leaves it
+        from .engine.distributed import leave_process_group
+
+        leave_process_group()
     if isinstance(code, int) and code:  # typer returns what it caught (Ctrl-C: 130) in this mode
         if code == 130:
             _echo("interrupted")

@@ -328,3 +328,23 @@ def test_nan_gradients_on_one_rank_make_every_rank_skip_the_step(runs):
     saved = _weights(runs / "nan", 0)  # the checkpoint written on stopping, at step 0
     initial = _initial_bert(len(AutoTokenizer.from_pretrained(runs / "tok"))).state_dict()
     assert saved and all(torch.equal(initial[k], v) for k, v in saved.items())
+
+
+def test_a_successful_command_leaves_its_process_group(tmp_path, monkeypatch):
+    """A rank that exits with its gloo group still up can abort in the interpreter's teardown
+    ("terminate called without an active exception"): the CLI leaves the group once the command
+    succeeded (engine.distributed.leave_process_group)."""
+    import sys
+
+    import torch.distributed as dist
+
+    from mlmkit import cli
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    monkeypatch.setattr(sys, "argv", ["mlmkit", "presets"])
+    try:
+        cli.main()
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

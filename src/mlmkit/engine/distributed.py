@@ -55,6 +55,17 @@ def init_distributed(strategy: str = "auto", timeout_minutes: float = 60.0) -> D
                 strategy="fsdp" if strategy == "fsdp" else "ddp")
 
 
+def leave_process_group() -> None:
+    """Leave the process group, at the end of a command that succeeded. Without it, gloo's worker
+    threads are torn down while the interpreter finalises, which can abort a rank after its work
+    is done ("terminate called without an active exception"). Not after an error: a rank that
+    destroys its group while another still waits in a collective can deadlock it."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def start_run(cfg) -> Dist:
     """What every rank does first for a run built from a config (`cfg`: its `TrainConfig`), once,
     before anything of the run is built: join the process group torchrun describes, then seed
