@@ -11,7 +11,7 @@ Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domain
 shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
 `more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
 paced at `default`'s step rate; `families`: the preset with `model.head_ngram_count_families`,
-paced the same).
+paced the same; `onename`: that and `data.one_name_per_family`, paced the same).
 Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
 idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
 their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
@@ -55,9 +55,12 @@ RECIPES["more"] = [f"data.alphabet={LISTS_ALPHABET}"]
 # the preset with the counts' families (`model.head_ngram_count_families`): a change to the counting
 # pass only, so its steps cost what the preset's do
 RECIPES["families"] = ["model.head_ngram_count_families=true"]
+# the preset trained on one name of each family a pass (`data.one_name_per_family`), with the
+# counts' families: a name's twins neither teach it again in a pass nor lengthen its contexts
+RECIPES["onename"] = ["data.one_name_per_family=true", "model.head_ngram_count_families=true"]
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)
-STEP_RATE_OF = {"more": "default", "families": "default"}
+STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 

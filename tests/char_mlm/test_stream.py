@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
-from mlmkit.char_mlm.data import Alphabet, is_validation
+from mlmkit.char_mlm.data import Alphabet, holdout_key, is_validation
 from mlmkit.char_mlm.task import CharMLMTask
 from mlmkit.errors import DataError, MlmkitError
 
@@ -198,3 +198,25 @@ def test_a_hub_stream_read_whole_resumes_on_more_ranks_in_the_same_order(hub_par
     parts = [next(t.train_batches(0, 21)) for t in ranks]
     assert not ranks[0].stream.split and _char_rows(parts[0]) == _char_rows(whole[21])[0::2]
     assert _char_rows(parts[1]) == _char_rows(whole[21])[1::2]
+
+
+# ---------------------------------------------------------------------------- one name per family
+
+def test_one_name_per_family_trains_each_family_once_a_pass_and_its_names_in_turn(tmp_path):
+    """`data.one_name_per_family`: every pass trains on each family (the names sharing a name
+    without TLD) once, with as many batches as there are families; over as many passes as a
+    family has names, on each of them; and a resumed pass gives the same batches."""
+    names = sorted([f"{w}{i}.{t}" for i, w in enumerate(WORDS * 5) for t in TLDS[:3]] + [f"solo{i}.com" for i in range(4)])
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "val.txt").write_text("alpha.com\nbeta.net\n")
+    data = CharDataConfig(train=[str(tmp_path / "names.txt")], validation=[str(tmp_path / "val.txt")],
+                          one_name_per_family=True, max_eval_samples=2)
+    task = CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=8, seed=3)
+    families = {holdout_key(d) for d in names}
+    assert len(families) == 64 and task.num_batches(0) == 64 // 8
+    passes = [[_names(b, task.alphabet) for b in task.train_batches(e)] for e in range(3)]
+    for batches in passes:
+        seen = [d for b in batches for d in b]
+        assert sorted(holdout_key(d) for d in seen) == sorted(families)  # each family once
+    assert {d for batches in passes for b in batches for d in b} == set(names)  # every name in 3 passes
+    assert _names(next(task.train_batches(1, 5)), task.alphabet) == passes[1][5]

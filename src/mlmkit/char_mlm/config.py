@@ -27,6 +27,11 @@ class CharDataConfig(DataSection):
     length_group: int = 32  # batches whose names are sorted by length together (1: no grouping)
     alphabet: Optional[str] = None  # characters of the output softmax; None: derived from the data
     alphabet_sample: int = 50000  # names read to derive the alphabet
+    # each pass trains on one name of each family (the names sharing a name without TLD, foo.cf and
+    # foo.ga), a different one each pass: lists that hold a name under many TLDs otherwise teach it
+    # many times a pass. Families are met within a shuffle window, so keep a family's names close
+    # (a sorted file)
+    one_name_per_family: bool = False
 
     def __post_init__(self):
         super().__post_init__()

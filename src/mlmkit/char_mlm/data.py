@@ -150,6 +150,17 @@ def holdout_key(domain: str, key: str = "name") -> str:
     return domain
 
 
+def one_name_per_family(names: list[str], epoch: int) -> list[str]:
+    """One name of each family in `names` (the names sharing `holdout_key` "name"), families in
+    order of first appearance (`data.one_name_per_family`). Pass `epoch` takes a family's names in
+    sorted order from an offset hashed from the family, so its names take turns, one a pass, and
+    one pass does not take every family's first TLD."""
+    families: dict[str, list[str]] = {}
+    for d in names:
+        families.setdefault(holdout_key(d, "name"), []).append(d)
+    return [v[0] if len(v) == 1 else sorted(v)[(epoch + stable_hash(k)) % len(v)] for k, v in families.items()]
+
+
 class FamilyMarks:
     """For the count memory's families (`model.head_ngram_count_families`): per name, the column
     of its last dot in the encoded row ([CLS] first; the [SEP] column without a dot), and whether

@@ -23,6 +23,10 @@ length is unknown, `num_batches` is None), and such a run resumes only on as man
 fewer shards, or with ``max_samples`` (then the stream keeps its order and ends), every rank
 reads the whole stream and trains on its share of every global batch, like local files.
 
+With ``data.one_name_per_family`` a window trains on one name of each of its families (names
+that differ only in their TLD), a different one each pass, and is cut into batches by the share of
+families among names that the scan measured.
+
 Within a window, names are sorted by length in groups of ``data.length_group`` batches (batch order
 then shuffled) so batches carry little padding (~50% of positions otherwise).
 
@@ -49,7 +53,8 @@ from ..engine.draws import example_keys
 from ..errors import ConfigError, DataError, MlmkitError
 from ..util import mix_seed
 from .config import CharDataConfig
-from .data import Alphabet, DomainFilter, DomainSource, derive_alphabet, is_validation
+from .data import (Alphabet, DomainFilter, DomainSource, derive_alphabet, holdout_key, is_validation,
+                   one_name_per_family)
 
 # The random streams of a run, mixed with (seed, epoch, ...) by the one seed mixer `util.mix_seed`.
 CHUNKS, WINDOW, GROUP, MASK, HUB = range(1, 6)
@@ -73,6 +78,8 @@ class _Scan:
     train: int = 0
     units: float = 0.0  # bytes (line-based files) or rows (parquet, hub) scanned
     reached_max: bool = False
+    # the families of the first window's worth of training names (`data.one_name_per_family`)
+    families: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -121,6 +128,11 @@ class NameStream:
             self._scan_local(scan)
         self.scan_summary = {"records_scanned": scan.records, "valid": scan.valid, "train": scan.train}
         self.train_per_unit = scan.train / max(scan.units, 1)
+        if d.one_name_per_family and scan.families:
+            # a window trains on its families only: plan its batches from their share of its names
+            share = len(scan.families) / sum(scan.families.values())
+            self.scan_summary["family_share"] = round(share, 4)
+            self.train_per_unit *= share
         if scan.valid == 0:
             inv = ", ".join(f"{k}: {v}" for k, v in sorted(self.invalid_counts().items())) or "no records"
             raise DataError(f"no valid domain names found ({inv})", self.source.name)
@@ -146,6 +158,8 @@ class NameStream:
                 scan.eval_names.append(dom)
         else:
             scan.train += 1
+            if d.one_name_per_family and scan.train <= d.shuffle_buffer:
+                scan.families[holdout_key(dom, "name")] += 1
         if d.max_samples is not None and scan.valid >= d.max_samples:
             scan.reached_max = True
 
@@ -297,11 +311,14 @@ class NameStream:
 
     def _window_batches(self, rows: list[str], n_batches: int, epoch: int, w: int, j0: int,
                         stride: int = 1) -> Iterator[NamesBatch]:
-        """Batches j0.. of window `w`: its rows shuffled, then in groups of `length_group` batches
-        sorted by length (batch order shuffled in the group). An example is its slot in the
-        shuffled window (slots past the end wrap around); its mask is keyed by that slot."""
+        """Batches j0.. of window `w`: its rows (one of each family with `data.one_name_per_family`)
+        shuffled, then in groups of `length_group` batches sorted by length (batch order shuffled in
+        the group). An example is its slot in the shuffled window (slots past the end wrap around);
+        its mask is keyed by that slot."""
         split = self.split
         B = self.batch_size if split else self.global_batch
+        if self.data_cfg.one_name_per_family:
+            rows = one_name_per_family(rows, epoch)
         random.Random(mix_seed(self.seed, WINDOW, epoch, w)).shuffle(rows)
         # Ranks reading their own shards number their slots alike: their masks must differ.
         mask_seed = mix_seed(self.seed, MASK, epoch, w, self.rank) if split else mix_seed(self.seed, MASK, epoch, w)
