@@ -11,7 +11,7 @@ Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domain
 shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
 `more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
 paced at `default`'s step rate; `families`: the preset with `model.head_ngram_count_families`,
-paced the same; `onename`: that and `data.one_name_per_family`, paced the same).
+paced the same; `onename`: that and `data.one_name_per_family`, paced the same; `more-onename`: both levers).
 Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
 idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
 their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
@@ -58,9 +58,12 @@ RECIPES["families"] = ["model.head_ngram_count_families=true"]
 # the preset trained on one name of each family a pass (`data.one_name_per_family`), with the
 # counts' families: a name's twins neither teach it again in a pass nor lengthen its contexts
 RECIPES["onename"] = ["data.one_name_per_family=true", "model.head_ngram_count_families=true"]
+# both: the extra names, one name of each family a pass
+RECIPES["more-onename"] = RECIPES["more"] + RECIPES["onename"]
+NAMES["more-onename"] = "more"
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)
-STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default"}
+STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default", "more-onename": "default"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
