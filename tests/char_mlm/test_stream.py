@@ -214,6 +214,7 @@ def test_one_name_per_family_trains_each_family_once_a_pass_and_its_names_in_tur
     task = CharMLMTask(data, CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=8, seed=3)
     families = {holdout_key(d) for d in names}
     assert len(families) == 64 and task.num_batches(0) == 64 // 8
+    assert task.describe()["scan"]["family_share"] == round(64 / len(names), 4)
     passes = [[_names(b, task.alphabet) for b in task.train_batches(e)] for e in range(3)]
     for batches in passes:
         seen = [d for b in batches for d in b]

@@ -23,7 +23,8 @@ def build_char_task(cfg, dist_info: Dist, *, log=None, progress: bool = False) -
 def _log_task(task: CharMLMTask, cfg, log) -> None:
     d = task.describe()
     inv = ", ".join(f"{k} {v}" for k, v in d["invalid_rows"].items()) or "none"
-    log(f"char task: {d['scan']['train']:,} training names scanned, {d['eval_names']:,} held-out names, "
+    fam = f" ({d['scan']['family_share']:.0%} of them distinct families)" if "family_share" in d["scan"] else ""
+    log(f"char task: {d['scan']['train']:,} training names scanned{fam}, {d['eval_names']:,} held-out names, "
         f"alphabet {d['alphabet_size']} ({d['alphabet']}), {d.get('parameters', 0):,} parameters, "
         f"{d['batches_per_epoch'] or 'unknown'} batches/epoch; invalid rows skipped: {inv}")
     loaded = getattr(task.model.encoder, "loaded", None)  # set by a CANINE encoder read from `init_from`
