@@ -169,14 +169,15 @@ def plot(points: list[dict], tasks: list[str], sizes: list[int | None], tfidf: d
         print("(matplotlib is not installed: no plot)")
         return
     fig, axes = plt.subplots(1, 1 + len(tasks), figsize=(5 * (1 + len(tasks)), 4))
-    for recipe in sorted({p["recipe"] for p in points}):
+    # downstream: a colour per number of labels (its TF-IDF line's), a marker per recipe
+    for r, recipe in enumerate(sorted({p["recipe"] for p in points})):
         ps = sorted((p for p in points if p["recipe"] == recipe), key=lambda p: p["minutes"])
-        x = [p["minutes"] for p in ps]
-        axes[0].plot(x, [p["fills"]["external"]["model"]["top1"] for p in ps], "o-", label=f"{recipe} recipe")
+        x, marker = [p["minutes"] for p in ps], "os^Dvp*"[r % 7]
+        axes[0].plot(x, [p["fills"]["external"]["model"]["top1"] for p in ps], marker + "-", label=f"{recipe} recipe")
         for ax, task in zip(axes[1:], tasks):
-            for s in sizes:
-                ax.plot(x, [statistics.mean(p["downstream"][(task, s)]) for p in ps], "o-",
-                        label=f"{recipe}, {s or 'all'} labels")
+            for i, s in enumerate(sizes):
+                ax.plot(x, [statistics.mean(p["downstream"][(task, s)]) for p in ps], marker + "-", color=f"C{i}",
+                        label=f"{recipe}" if i == 0 else None)
     kn = {}  # Kneser-Ney on each recipe's training names (the same for recipes on the same names)
     for p in points:
         kn.setdefault(NAMES.get(p["recipe"], "lists"), []).append(p["fills"]["external"]["kneser_ney"]["top1"])
@@ -185,9 +186,9 @@ def plot(points: list[dict], tasks: list[str], sizes: list[int | None], tfidf: d
                         label="Kneser-Ney, same names" + ("" if len(kn) == 1 else f" ({names})"))
     axes[0].set(title="external names: span exact match top-1", xlabel="CPU minutes", xscale="log")
     for ax, task in zip(axes[1:], tasks):
-        for i, s in enumerate(sizes):  # in the colour of the first recipe's line for the same size
-            ax.axhline(statistics.mean(tfidf[task][s]), ls=":", color=f"C{i}")
-        ax.set(title=f"{task}: test accuracy (dotted: TF-IDF)", xlabel="CPU minutes", xscale="log")
+        for i, s in enumerate(sizes):
+            ax.axhline(statistics.mean(tfidf[task][s]), ls=":", color=f"C{i}", label=f"{s or 'all'} labels (dotted: TF-IDF)")
+        ax.set(title=f"{task}: test accuracy", xlabel="CPU minutes", xscale="log")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
