@@ -498,6 +498,23 @@ def command():
     return group
 
 
+def _end_rank() -> None:
+    """End a torchrun rank whose command succeeded, once it left its group: Python's exit handlers
+    and a flush, then `os._exit(0)`. A normal exit also runs the C++ teardown of the libraries'
+    static objects, where gloo's leftover threads can still abort the process after its work is
+    done (SIGABRT, "terminate called without an active exception"), also with the group destroyed
+    first; torchrun then reports the whole run as failed."""
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(0)
+
+
 def main() -> None:
     try:
         code = command()(prog_name="mlmkit", standalone_mode=False)
@@ -527,7 +544,8 @@ def main() -> None:
     if "torch.distributed" in sys.modules and not code:  # a run that joined a group leaves it
         from .engine.distributed import leave_process_group
 
-        leave_process_group()
+        if leave_process_group():
+            _end_rank()
     if isinstance(code, int) and code:  # typer returns what it caught (Ctrl-C: 130) in this mode
         if code == 130:
             _echo("interrupted")

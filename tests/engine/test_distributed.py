@@ -330,21 +330,41 @@ def test_nan_gradients_on_one_rank_make_every_rank_skip_the_step(runs):
     assert saved and all(torch.equal(initial[k], v) for k, v in saved.items())
 
 
-def test_a_successful_command_leaves_its_process_group(tmp_path, monkeypatch):
-    """A rank that exits with its gloo group still up can abort in the interpreter's teardown
-    ("terminate called without an active exception"): the CLI leaves the group once the command
-    succeeded (engine.distributed.leave_process_group)."""
+def test_a_successful_command_leaves_its_process_group_and_ends_its_rank(tmp_path, monkeypatch):
+    """A rank that exits with its gloo group up, or that finalises normally after leaving it, can
+    abort in the C++ teardown ("terminate called without an active exception") and fail the
+    torchrun: once the command succeeded, the CLI leaves the group (a barrier, then
+    engine.distributed.leave_process_group), runs Python's exit handlers and ends with
+    os._exit(0). After a failed command it does neither."""
+    import atexit
+    import os
     import sys
 
     import torch.distributed as dist
 
     from mlmkit import cli
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    monkeypatch.setattr(sys, "argv", ["mlmkit", "presets"])
+    class Ended(Exception):
+        pass
+
+    calls = []
+
+    def fake_exit(code):
+        calls.append(("exit", code, dist.is_initialized()))
+        raise Ended
+
+    monkeypatch.setattr(atexit, "_run_exitfuncs", lambda: calls.append(("atexit handlers", dist.is_initialized())))
+    monkeypatch.setattr(os, "_exit", fake_exit)
     try:
-        cli.main()
-        assert not dist.is_initialized()
+        dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+        monkeypatch.setattr(sys, "argv", ["mlmkit", "train", "--preset", "no-such-preset"])
+        with pytest.raises(SystemExit) as failed:
+            cli.main()
+        assert failed.value.code != 0 and dist.is_initialized() and calls == []
+        monkeypatch.setattr(sys, "argv", ["mlmkit", "presets"])
+        with pytest.raises(Ended):
+            cli.main()
+        assert calls == [("atexit handlers", False), ("exit", 0, False)]
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -55,15 +55,24 @@ def init_distributed(strategy: str = "auto", timeout_minutes: float = 60.0) -> D
                 strategy="fsdp" if strategy == "fsdp" else "ddp")
 
 
-def leave_process_group() -> None:
-    """Leave the process group, at the end of a command that succeeded. Without it, gloo's worker
-    threads are torn down while the interpreter finalises, which can abort a rank after its work
-    is done ("terminate called without an active exception"). Not after an error: a rank that
-    destroys its group while another still waits in a collective can deadlock it."""
+def leave_process_group() -> bool:
+    """Leave the process group at the end of a command that succeeded; whether there was one.
+    Every rank first waits for the others (rank 0 may still be writing the model), so that no rank
+    tears down its gloo connections while a peer still works with them, then destroys the group:
+    a rank that exits with its group up can abort in gloo's teardown ("terminate called without an
+    active exception"), which torchrun reports as a failed run. Not after an error: a rank that
+    destroys its group while another still waits in a collective can deadlock it. A peer that
+    is gone (it failed: torchrun reports it) fails the barrier; this rank still leaves."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if not (dist.is_available() and dist.is_initialized()):
+        return False
+    try:
+        dist.barrier()
+    except RuntimeError:
+        pass
+    dist.destroy_process_group()
+    return True
 
 
 def start_run(cfg) -> Dist:
