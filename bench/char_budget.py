@@ -48,10 +48,8 @@ RECIPES: dict[str, list[str]] = {
 # the training names of a recipe when not the two lists (`char_external.py --names`)
 NAMES = {"more": "more"}
 # the preset on the lists and the extra names (HSTS preload list), Kneser-Ney on the same; with
-# the alphabet mlmkit derives from the lists' file (its first 50,000 names), so that both fill the
-# same external and held-out names (a name is evaluated only if written in the model's alphabet)
-LISTS_ALPHABET = "-.0123456789abcdefghijklmnopqrstuvwxyzáãçéöś"
-RECIPES["more"] = [f"data.alphabet={LISTS_ALPHABET}"]
+# the lists' alphabet (`char_external.lists_alphabet`), so that it fills the same names
+RECIPES["more"] = []
 # the preset with the counts' families (`model.head_ngram_count_families`): a change to the counting
 # pass only, so its steps cost what the preset's do
 RECIPES["families"] = ["model.head_ngram_count_families=true"]

@@ -109,13 +109,30 @@ def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
     return path, len(names)
 
 
+def lists_alphabet(seed: int) -> str:
+    """The alphabet mlmkit derives when it trains on the lists' file alone (from its first
+    `data.alphabet_sample` names). A model trained with the extra names is given it, so that it and
+    the lists' models evaluate the same external and held-out names (a name is evaluated only if
+    written in the model's alphabet)."""
+    from mlmkit.char_mlm.config import CharDataConfig
+    from mlmkit.char_mlm.data import derive_alphabet
+
+    path, _ = write_train_file(seed, more=False)
+    with open(path, encoding="utf-8") as f:
+        first = [line.strip() for _, line in zip(range(CharDataConfig().alphabet_sample), f)]
+    return "".join(derive_alphabet(first).chars)
+
+
 def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int, sets: list[str] | None = None,
                 steps: int | None = None, more: bool = False) -> None:
     """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison); `steps`
     instead of `minutes`: a fixed number of steps, whatever else runs on the machine; `more`: the
-    training file with the extra names."""
+    training file with the extra names, and the lists' alphabet unless `sets` gives one."""
     import mlmkit
 
+    sets = list(sets or [])
+    if more and not any(s.startswith("data.alphabet=") for s in sets):
+        sets.insert(0, f"data.alphabet={lists_alphabet(seed)}")
     path, n = write_train_file(seed, more)
     run = model_dir.parent
     budget = [f"train.max_steps={steps}", "train.max_minutes=null"] if steps else [f"train.max_minutes={minutes}"]
@@ -124,7 +141,7 @@ def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int,
     # a step budget gives the same model resumed or not: continue a stopped one from its last checkpoint
     again = dict(resume="auto") if steps and (run / "checkpoints").is_dir() else dict(overwrite=True)
     mlmkit.train(preset="domains-tiny", data=[str(path)], output_dir=str(run), **again,
-                 overrides=[*budget, f"train.threads={threads}", "train.progress=false", *(sets or [])])
+                 overrides=[*budget, f"train.threads={threads}", "train.progress=false", *sets])
 
 
 # ------------------------------------------------------------------------------------ evaluation sets
