@@ -59,9 +59,16 @@ RECIPES["onename"] = ["data.one_name_per_family=true", "model.head_ngram_count_f
 # both: the extra names, one name of each family a pass
 RECIPES["more-onename"] = RECIPES["more"] + RECIPES["onename"]
 NAMES["more-onename"] = "more"
+# capacity: the preset's encoder twice as wide (hidden 256, feed-forward 1,024; `mini`'s widths at
+# the preset's 2 layers); `wide:10` on an idle machine measures its own step rate, which paces
+# `wide-more` (the extra names) at the longer budgets
+RECIPES["wide"] = ["model.size=mini", "model.num_layers=2"]
+RECIPES["wide-more"] = RECIPES["wide"] + RECIPES["more"]
+NAMES["wide-more"] = "more"
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)
-STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default", "more-onename": "default"}
+STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default", "more-onename": "default",
+                "wide-more": "wide"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 
