@@ -94,13 +94,19 @@ def train_file(more: bool) -> Path:
     return CACHE / ("train_names_more.txt" if more else "train_names.txt")
 
 
-def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
+def train_names(seed: int, more: bool = False) -> list[str]:
     """The full lists (and with `more` the extra names), deduplicated (exact normalised name), in a
     seeded random order (mlmkit's shuffle buffer is a window: a sorted file would give
-    alphabetical batches)."""
+    alphabetical batches): the training file's lines."""
     raw, _ = training_lists()
     names = sorted(set(valid_names(raw) + (extra_names() if more else [])))
     random.Random(seed).shuffle(names)
+    return names
+
+
+def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
+    """`train_names` written to the training file (atomically); its path and length."""
+    names = train_names(seed, more)
     CACHE.mkdir(parents=True, exist_ok=True)
     path = train_file(more)
     tmp = path.with_suffix(".tmp")
@@ -117,9 +123,7 @@ def lists_alphabet(seed: int) -> str:
     from mlmkit.char_mlm.config import CharDataConfig
     from mlmkit.char_mlm.data import derive_alphabet
 
-    path, _ = write_train_file(seed, more=False)
-    with open(path, encoding="utf-8") as f:
-        first = [line.strip() for _, line in zip(range(CharDataConfig().alphabet_sample), f)]
+    first = train_names(seed, more=False)[: CharDataConfig().alphabet_sample]
     return "".join(derive_alphabet(first).chars)
 
 
