@@ -65,6 +65,9 @@ NAMES["more-onename"] = "more"
 RECIPES["wide"] = ["model.size=mini", "model.num_layers=2"]
 RECIPES["wide-more"] = RECIPES["wide"] + RECIPES["more"]
 NAMES["wide-more"] = "more"
+# span length: training windows of 1..8 characters (the preset: 1..3), as long as the held-out
+# spans that training's logged evaluation masks (`masking.max_span` 8); `windows8:10` by the clock
+RECIPES["windows8"] = ["model.cloze_windows=8"]
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)
 STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default", "more-onename": "default",
