@@ -390,3 +390,16 @@ def test_evaluation_masks_do_not_depend_on_seed_or_batch_size(domains_file):
                     CharModelConfig(**SMALL), CharMaskingConfig(), batch_size=32, seed=9)
     rows = lambda t: [row for batch in t.eval_batches() for row in _char_rows(batch)]
     assert len(rows(a)) == len(a.eval_domains) > 20 and rows(a) == rows(b)
+
+
+def test_eval_applies_masking_overrides_and_refuses_other_sections(tmp_path, domains_file):
+    task = _task(domains_file)
+    task.save_pretrained(task.model, tmp_path / "m")
+    names = [str(domains_file)]
+    base = evaluate_char_model(tmp_path / "m", names, max_samples=64)
+    ones = evaluate_char_model(tmp_path / "m", names, max_samples=64, overrides={"masking": {"max_span": 1}})
+    assert ones["eval_targets"] == ones["eval_spans"]  # one character a span: the override was applied
+    assert base["eval_targets"] > base["eval_spans"]  # the model's own masking: longer spans
+    for bad in ({"model": {"dropout": 0.1}}, {"masking": {"whole_word": True}}):
+        with pytest.raises(ConfigError):
+            evaluate_char_model(tmp_path / "m", names, max_samples=64, overrides=bad)

@@ -15,10 +15,10 @@ from typing import Any, Optional
 
 import torch
 
-from ..config import from_dict, to_dict
+from ..config import from_dict, shown, to_dict
 from ..engine.evaluation import evaluate
 from ..errors import ConfigError, DataError
-from .config import CharDataConfig
+from .config import CharDataConfig, CharMaskingConfig
 from .data import DomainFilter, DomainSource
 from .model import CharMLM, bundle_of
 from .stream import NameStream
@@ -43,6 +43,19 @@ def _names(bundle: CharMLM, specs: list[str], data: CharDataConfig, split: str, 
     return names, Counter(ctx.stats.bad_counts())
 
 
+def _settings(bundle: CharMLM, overrides: dict) -> tuple[CharDataConfig, CharMaskingConfig]:
+    """The model's data and masking sections with `eval --set` overrides on top; any other section
+    is an error (it would otherwise be ignored without a word)."""
+    bad = [f"{section}.{next(iter(keys), '')}" if isinstance(keys, dict) else section
+           for section, keys in overrides.items() if section not in ("data", "masking")]
+    if bad:
+        raise ConfigError(f"mlmkit eval of a character model takes no config key '{shown(bad[0]).rstrip('.')}' "
+                          "(it takes data.*, masking.*)")
+    data = from_dict(CharDataConfig, dict(to_dict(bundle.data), **overrides.get("data", {})), "data.")
+    masking = from_dict(CharMaskingConfig, dict(to_dict(bundle.masking), **overrides.get("masking", {})), "masking.")
+    return data, masking
+
+
 @torch.no_grad()
 def evaluate_char_model(model, data=None, *, overrides: dict | None = None, batch_size: int = 256,
                         max_samples: Optional[int] = None, split: str = "auto",
@@ -55,13 +68,12 @@ def evaluate_char_model(model, data=None, *, overrides: dict | None = None, batc
         raise ConfigError(f"split must be valid|all|auto, got {split!r}")
     specs = [str(data)] if isinstance(data, (str, bytes)) or hasattr(data, "__fspath__") else list(data or [])
     specs = specs or list(bundle.data.train or [])
-    raw = dict(to_dict(bundle.data), **(overrides or {}).get("data", {}))
-    data_cfg = from_dict(CharDataConfig, raw, "data.")
+    data_cfg, masking = _settings(bundle, overrides or {})
     limit = max_samples or data_cfg.max_eval_samples
     names, invalid = _names(bundle, specs, data_cfg, split, limit)
     if not names:
         raise DataError("no evaluation names (the held-out split is empty; try split='all')", ", ".join(specs))
-    task = SpanTask(bundle.model, bundle.alphabet, data_cfg, bundle.model_cfg, bundle.masking, eval_domains=names,
+    task = SpanTask(bundle.model, bundle.alphabet, data_cfg, bundle.model_cfg, masking, eval_domains=names,
                     eval_batch_size=batch_size, decode_eval=decode)
     device = next(bundle.model.parameters()).device
     result = evaluate(task, bundle.model, device, "fp32")
