@@ -11,7 +11,8 @@ Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domain
 shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
 `more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
 paced at `default`'s step rate; `families`: the preset with `model.head_ngram_count_families`,
-paced the same; `onename`: that and `data.one_name_per_family`, paced the same; `more-onename`: both levers).
+paced the same; `onename`: that and `data.one_name_per_family`, paced the same; `more-onename`: both levers;
+`words`: `more` and about 225k English words, `char_external.py --names words`, paced the same).
 Per point, in its own process each: training (`char_external.py --train-minutes`, 2 threads on an
 idle machine: say what else ran; with `--step-budget`, a recipe's later points train for the steps
 their minutes buy at the rate of its first point in `--points`, so only that one needs the machine
@@ -68,10 +69,24 @@ NAMES["wide-more"] = "more"
 # span length: training windows of 1..8 characters (the preset: 1..3), as long as the held-out
 # spans that training's logged evaluation masks (`masking.max_span` 8); `windows8:10` by the clock
 RECIPES["windows8"] = ["model.cloze_windows=8"]
+# English words: the preset on the lists, the extra names and about 225k English words, one a line
+# (`char_external.py --names words`), Kneser-Ney on the same; paced at `default`'s step rate
+RECIPES["words"] = []
+NAMES["words"] = "words"
+# the learning rate (the preset's 3e-3 was chosen for the bidirectional encoder it had before the
+# cloze one): half and twice it, on the 320k names, paced at `default`'s step rate
+RECIPES["more-lrhalf"] = ["optim.lr=1.5e-3"]
+RECIPES["more-lrdouble"] = ["optim.lr=6e-3"]
+NAMES.update({"more-lrhalf": "more", "more-lrdouble": "more"})
+# the best recipe (4x the count rows) on the 320k names; `best:10` on an idle machine measures its
+# own step rate, which paces it
+RECIPES["best-more"] = RECIPES["best"] + RECIPES["more"]
+NAMES["best-more"] = "more"
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)
 STEP_RATE_OF = {"more": "default", "families": "default", "onename": "default", "more-onename": "default",
-                "wide-more": "wide"}
+                "wide-more": "wide", "words": "default", "more-lrhalf": "default", "more-lrdouble": "default",
+                "best-more": "best"}
 DEFAULT_POINTS = "default:10,default:30,default:90"
 
 

@@ -8,9 +8,11 @@ random order to ``.cache/char_external/train_names.txt``. With ``--train-minutes
 trains ``RUN`` (the parent of ``--model-dir``) with mlmkit's own one-call API, preset
 ``domains-tiny`` on that file. ``--names more`` adds the registered sites of Chromium's HSTS
 preload list (`char_sources.EXTRA_TRAIN_SOURCES`, about 160k names; ``train_names_more.txt``),
-less any name whose name without TLD occurs in an external or downstream list; the n-gram is then
-trained on the same names, and the in-distribution set stays the training lists' own held-out
-names. The evaluation reads which file the model was trained on from its config.
+less any name whose name without TLD occurs in an external or downstream list; ``--names words``
+adds those and English words, one a line (`char_sources.WORD_SOURCES`, about 225k;
+``train_names_words.txt``), less the same keys. The n-gram is then trained on the same names, and
+the in-distribution set stays the training lists' own held-out names. The evaluation reads which
+file the model was trained on from its config.
 
 Evaluation sets (names valid under mlmkit's rules and written in the model's alphabet):
 
@@ -79,40 +81,46 @@ def training_lists() -> tuple[list[str], dict[str, int]]:
     return raw, counts
 
 
-def extra_names(idn: str = "keep", max_length: int | None = None) -> list[str]:
-    """The valid names of `char_sources.EXTRA_TRAIN_SOURCES` whose name without TLD occurs in no
-    external or downstream list (those sets stay unseen, and the same as without them)."""
+# the training names beside the two lists (`--names`), and the file each set is written to
+NAME_SETS = {"lists": [], "more": char_sources.EXTRA_TRAIN_SOURCES,
+             "words": [*char_sources.EXTRA_TRAIN_SOURCES, *char_sources.WORD_SOURCES]}
+TRAIN_FILES = {"lists": "train_names.txt", "more": "train_names_more.txt", "words": "train_names_words.txt"}
+
+
+def extra_names(idn: str = "keep", max_length: int | None = None, names: str = "more") -> list[str]:
+    """The valid names of the name set's extra sources (`NAME_SETS`) whose name without TLD occurs
+    in no external or downstream list (those sets stay unseen, and the same as without them)."""
     from mlmkit.char_mlm.data import holdout_key
 
     kept = {holdout_key(d, "name") for src in (*char_sources.EXTERNAL_SOURCES, *char_sources.DOWNSTREAM_SOURCES)
             for d in valid_names(char_sources.read_source(src), idn, max_length)}
-    raw = [r for src in char_sources.EXTRA_TRAIN_SOURCES for r in char_sources.read_source(src)]
+    raw = [r for src in NAME_SETS[names] for r in char_sources.read_source(src)]
     return [d for d in valid_names(raw, idn, max_length) if holdout_key(d, "name") not in kept]
 
 
-def train_file(more: bool) -> Path:
-    return CACHE / ("train_names_more.txt" if more else "train_names.txt")
+def train_file(names: str = "lists") -> Path:
+    return CACHE / TRAIN_FILES[names]
 
 
-def train_names(seed: int, more: bool = False) -> list[str]:
-    """The full lists (and with `more` the extra names), deduplicated (exact normalised name), in a
+def train_names(seed: int, names: str = "lists") -> list[str]:
+    """The full lists (and the name set's extra names), deduplicated (exact normalised name), in a
     seeded random order (mlmkit's shuffle buffer is a window: a sorted file would give
     alphabetical batches): the training file's lines."""
     raw, _ = training_lists()
-    names = sorted(set(valid_names(raw) + (extra_names() if more else [])))
-    random.Random(seed).shuffle(names)
-    return names
+    names_ = sorted(set(valid_names(raw) + (extra_names(names=names) if NAME_SETS[names] else [])))
+    random.Random(seed).shuffle(names_)
+    return names_
 
 
-def write_train_file(seed: int, more: bool = False) -> tuple[Path, int]:
+def write_train_file(seed: int, names: str = "lists") -> tuple[Path, int]:
     """`train_names` written to the training file (atomically); its path and length."""
-    names = train_names(seed, more)
+    lines = train_names(seed, names)
     CACHE.mkdir(parents=True, exist_ok=True)
-    path = train_file(more)
+    path = train_file(names)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(names) + "\n", encoding="utf-8")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-    return path, len(names)
+    return path, len(lines)
 
 
 def lists_alphabet(seed: int) -> str:
@@ -123,21 +131,21 @@ def lists_alphabet(seed: int) -> str:
     from mlmkit.char_mlm.config import CharDataConfig
     from mlmkit.char_mlm.data import derive_alphabet
 
-    first = train_names(seed, more=False)[: CharDataConfig().alphabet_sample]
+    first = train_names(seed, "lists")[: CharDataConfig().alphabet_sample]
     return "".join(derive_alphabet(first).chars)
 
 
 def train_model(model_dir: Path, minutes: float | None, threads: int, seed: int, sets: list[str] | None = None,
-                steps: int | None = None, more: bool = False) -> None:
+                steps: int | None = None, names: str = "lists") -> None:
     """`sets`: extra ``section.key=value`` overrides (one change per row of a comparison); `steps`
-    instead of `minutes`: a fixed number of steps, whatever else runs on the machine; `more`: the
-    training file with the extra names, and the lists' alphabet unless `sets` gives one."""
+    instead of `minutes`: a fixed number of steps, whatever else runs on the machine; `names`: the
+    name set (`NAME_SETS`); beyond the lists, the lists' alphabet unless `sets` gives one."""
     import mlmkit
 
     sets = list(sets or [])
-    if more and not any(s.startswith("data.alphabet=") for s in sets):
+    if names != "lists" and not any(s.startswith("data.alphabet=") for s in sets):
         sets.insert(0, f"data.alphabet={lists_alphabet(seed)}")
-    path, n = write_train_file(seed, more)
+    path, n = write_train_file(seed, names)
     run = model_dir.parent
     budget = [f"train.max_steps={steps}", "train.max_minutes=null"] if steps else [f"train.max_minutes={minutes}"]
     print(f"training {run} (domains-tiny, {f'{steps:,} steps' if steps else f'{minutes} min'}, {threads} thread(s)) "
@@ -443,8 +451,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--train-steps", type=int, default=None,
                     help="instead of --train-minutes: train RUN for this many steps")
     ap.add_argument("--train-only", action="store_true", help="train, then stop (no evaluation)")
-    ap.add_argument("--names", choices=("lists", "more"), default="lists",
-                    help="training names: the two lists, or those and the extra names (char_sources.EXTRA_TRAIN_SOURCES)")
+    ap.add_argument("--names", choices=tuple(NAME_SETS), default="lists",
+                    help="training names: the two lists; more: and the extra names (char_sources.EXTRA_TRAIN_SOURCES); "
+                         "words: and English words (char_sources.WORD_SOURCES)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training and the model's fills)")
     ap.add_argument("--n", type=int, default=1500, help="names per evaluation set (at most)")
     ap.add_argument("--seed", type=int, default=0)
@@ -469,7 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     model_dir = Path(args.model_dir)
     if args.train_minutes or args.train_steps:
         train_model(model_dir, args.train_minutes, args.threads, args.seed, args.sets, args.train_steps,
-                    args.names == "more")
+                    args.names)
         import resource
 
         peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
@@ -504,10 +513,10 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> dict:
     chars = "".join(bundle.alphabet.chars)
     raw, counts = training_lists()
     names = valid_names(raw, dcfg.idn, dcfg.max_length)
-    more = list(dcfg.train or []) == [str(train_file(True))]
-    if not more and list(dcfg.train or []) != [str(train_file(False))]:
-        print(f"WARNING: the model was trained on {dcfg.train}, not on {train_file(False)}")
-    extra = extra_names(dcfg.idn, dcfg.max_length) if more else []
+    name_set = next((k for k in NAME_SETS if list(dcfg.train or []) == [str(train_file(k))]), None)
+    if name_set is None:
+        print(f"WARNING: the model was trained on {dcfg.train}, not on {train_file('lists')}")
+    extra = extra_names(dcfg.idn, dcfg.max_length, name_set) if NAME_SETS.get(name_set) else []
     counts["extra"] = len(extra)
     lists = set(names)
     names = list(dict.fromkeys(names + extra))
@@ -518,7 +527,7 @@ def evaluate_all(model_dir: Path, n: int, seed: int) -> dict:
     order, tune = cached(["tune", chars, train], lambda: tune_kn(train, chars))
     tune["bits"] = {int(o): b for o, b in tune["bits"].items()}
     kn = lazy_kn(chars, order, train)
-    print_data(counts, names, train, held, stats, bundle, tune, order)
+    print_data(counts, names, train, held, stats, bundle, tune, order, name_set)
     label = f"Kneser-Ney {order}-gram"
     seen = {label_of(d) for d in train}
     items, m_fills, k_fills = evaluate_set("External names (other lists, unseen names)", [d for d, _ in ext], bundle,
@@ -554,12 +563,12 @@ def lazy_kn(chars: str, order: int, train: list[str]):
     return get
 
 
-def print_data(counts, names, train, held, stats, bundle, tune, order) -> None:
+def print_data(counts, names, train, held, stats, bundle, tune, order, name_set) -> None:
     print("## Data\n")
     for src in char_sources.TRAIN_SOURCES:
         print(f"- training: `{src.package}=={src.version}` ({src.licence}), {counts[src.name]:,} entries")
     if counts.get("extra"):
-        for src in char_sources.EXTRA_TRAIN_SOURCES:
+        for src in NAME_SETS[name_set]:
             print(f"- training, extra names: `{src.package}=={src.version}` ({src.licence})")
         print(f"- extra names kept (name without TLD in no external or downstream list): {counts['extra']:,}")
     print(f"- union: {len(names):,} valid distinct names; mlmkit's hash split "

