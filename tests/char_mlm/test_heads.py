@@ -213,6 +213,25 @@ def _distinct_rows(seed, B=6, L=12):
     return torch.cat([torch.ones(B, 1, dtype=torch.long), x, torch.full((B, 1), 2)], 1)
 
 
+def test_count_tally_holds_only_the_cells_met_and_merges_in_any_steps(monkeypatch):
+    """Counting keeps the cells it met and their counts, never an int32 for every cell of the
+    table (a 1M-row table's would be 3.3 GB), merging what it added every `PENDING` cells: the
+    same table whether it merges after every batch or once at the end."""
+    names = _distinct_rows(3, B=40)
+    tables = []
+    for pending in (10**9, 50):
+        monkeypatch.setattr(CountMemory, "PENDING", pending)
+        head = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
+        for i in range(0, 40, 8):
+            head.count_names(names[i: i + 8])
+        dense = head.counts.tally
+        assert len(head.counts._cells) == int((dense > 0).sum()) < dense.numel() / 20
+        assert int(head.counts._n.sum()) == int(dense.sum()) > 0
+        head.counts.finish()
+        tables.append(head.counts.table.clone())
+    assert torch.equal(*tables) and int(tables[0].sum()) > 0
+
+
 def test_count_memory_counts_each_context_and_its_next_character():
     """After counting, the memory row of "the 2 characters left of p" holds, at the character at
     p, the number of names where that pair is followed by it (hash collisions aside: 4,096 rows)."""

@@ -14,7 +14,7 @@ from mlmkit.char_mlm.data import Alphabet, FamilyMarks, holdout_key, is_validati
 from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.inputs import encode_names
 from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
-from mlmkit.char_mlm.model import is_char_model_dir, load_char_model
+from mlmkit.char_mlm.model import WEIGHTS_NAME, is_char_model_dir, load_char_model
 from mlmkit.char_mlm.masking import window_spans
 from mlmkit.char_mlm.predict import char_predict, parse_pattern
 from mlmkit.char_mlm.build import build_char_task
@@ -178,6 +178,33 @@ def test_cloze_trains_on_a_window_at_every_character_and_evaluates_the_masked_sp
     assert int(ev.n_targets) == int((batch["targets"] >= 0).sum()) < int(out.n_targets)
     with pytest.raises(ConfigError, match="model.downsampling_rate"):
         CharModelConfig(arch="cloze", downsampling_rate=2)
+
+
+def test_saved_count_table_is_its_nonzero_cells_and_loads_back_exactly(tmp_path, domains_file):
+    """The model folder holds a count table as its non-zero cells (a fraction of its bytes) and
+    loads it back cell for cell; a folder with the table whole (a checkpoint, older mlmkit) loads
+    too; a cell past the table's end or a missing weight is one clear error."""
+    from safetensors.torch import load_file, save_file, save_model
+
+    task = _task(domains_file, model_kw={"head_ngram_buckets": 128, "head_ngram_counts": True,
+                                         "head_ngram_count_buckets": 4096})
+    table = task.model.head.counts.table.detach().clone()
+    out = tmp_path / "model"
+    task.save_pretrained(task.model, out)
+    saved = load_file(str(out / WEIGHTS_NAME))
+    assert "head.counts.table" not in saved
+    cells, values = saved["head.counts.table_cells"], saved["head.counts.table_values"]
+    assert len(cells) == int((table > 0).sum()) > 0 and 5 * len(cells) < table.numel() / 2
+    assert torch.equal(load_char_model(out).model.head.counts.table, table)
+    save_model(task.model, str(out / WEIGHTS_NAME))  # the table whole, as a checkpoint holds it
+    assert "head.counts.table" in load_file(str(out / WEIGHTS_NAME))
+    assert torch.equal(load_char_model(out).model.head.counts.table, table)
+    save_file({**saved, "head.counts.table_cells": cells + table.numel()}, str(out / WEIGHTS_NAME))
+    with pytest.raises(MlmkitError, match="past the end of its table"):
+        load_char_model(out)
+    save_file({k: v for k, v in saved.items() if k != "head.counts.trust"}, str(out / WEIGHTS_NAME))
+    with pytest.raises(MlmkitError, match="does not fit .*head.counts.trust"):
+        load_char_model(out)
 
 
 def test_count_memory_holds_every_training_name_once(domains_file):

@@ -18,7 +18,7 @@ import torch
 from ..report.cards import model_card
 from ..runs import MASKED_LM_SUBDIR
 from .encoders import CanineCharEncoder, build_scratch_encoder
-from .model import ALPHABET_NAME, load_char_model
+from .model import ALPHABET_NAME, WEIGHTS_NAME, load_char_model
 
 
 def export_encoder(path, out) -> Path:
@@ -57,7 +57,7 @@ def save_portable(model_dir: Path, out: Path) -> None:
     """Make the character model folder `out` (a copy of mlmkit's folder) loadable without mlmkit:
     the model's code beside the weights and a config.json whose ``auto_map`` names it, so
     ``AutoModel.from_pretrained(out, trust_remote_code=True)`` builds `portable.MlmkitCharForMaskedLM`
-    (same parameter names as mlmkit's model: the weights file is shared as it is)."""
+    (same parameter names as mlmkit's model; its count tables written whole)."""
     from .portable import MlmkitCharConfig
 
     bundle = load_char_model(model_dir)
@@ -69,6 +69,11 @@ def save_portable(model_dir: Path, out: Path) -> None:
         architectures=["MlmkitCharForMaskedLM"],
         auto_map={"AutoConfig": "portable.MlmkitCharConfig", "AutoModel": cls, "AutoModelForMaskedLM": cls})
     cfg.save_pretrained(out)
+    # transformers loads a weight by its name, and knows nothing of mlmkit's packed count tables
+    # (`model.pack_count_tables`): the portable folder holds them whole
+    from safetensors.torch import save_model
+
+    save_model(bundle.model, str(out / WEIGHTS_NAME))
     here = Path(__file__).parent
     for name in PORTABLE_FILES:
         shutil.copyfile(here / name, out / name)

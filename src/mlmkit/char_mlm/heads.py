@@ -22,6 +22,8 @@ code points. Inference (`beam_search`) fills every span of a batch together: gre
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -184,7 +186,9 @@ class CountMemory(nn.Module):
     byte per character: the count itself up to 63, then 64 + round(12 * log2(count / 64)) (within
     3%, saturating near 4 million). Hash collisions, not precision, limit the counts: at a byte a
     character, 16 times the rows of the float32 table fit in 4 times its bytes. Counting tallies
-    exactly (int32) until `finish`; float32 tables of older models are converted on load."""
+    exactly until `finish`, only the cells it met (a context is followed by a few characters: 2-3%
+    of the cells), so a large table's tally costs a fraction of an int32 for every cell; float32
+    tables of older models are converted on load."""
 
     EXACT, SCALE = 64, 12.0  # counts below EXACT are stored as they are
 
@@ -192,7 +196,11 @@ class CountMemory(nn.Module):
         super().__init__()
         self.buckets = buckets
         self.table = nn.Parameter(torch.zeros(buckets * columns, vocab_size, dtype=torch.uint8), requires_grad=False)
-        self.tally: torch.Tensor | None = None  # exact counts while counting (`add` ... `finish`)
+        # exact counts while counting (`add` ... `finish`): the cells met (flat indices, sorted,
+        # distinct) and their counts, and the cells added since they were last merged
+        self._cells: torch.Tensor | None = None
+        self._n: torch.Tensor | None = None
+        self._pending: list[torch.Tensor] = []
         self.gate = nn.Linear(hidden, columns)
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: every column's distribution adds up
@@ -210,31 +218,68 @@ class CountMemory(nn.Module):
         q = q.float()
         return torch.where(q < cls.EXACT, q, ((q - cls.EXACT) / cls.SCALE).exp2_().mul_(cls.EXACT))
 
+    PENDING = 1 << 23  # cells added before they are merged into the tally (64 MiB of indices)
+
     @torch.no_grad()
     def add(self, ids: torch.Tensor, gold: torch.Tensor, first: int = 0, keep: torch.Tensor | None = None) -> None:
         """Count `gold` (M,) once under each of its context hashes `ids` (M, C) of columns
         first.. (into the tally); `keep` (M, C): only where true."""
-        if self.tally is None:
-            self.tally = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
         rows = context_rows(ids, self.buckets, first).reshape(-1)
         cols = gold.repeat_interleave(ids.shape[1])
         if keep is not None:
             rows, cols = rows[keep.reshape(-1)], cols[keep.reshape(-1)]
-        self.tally.index_put_((rows, cols), torch.ones_like(rows, dtype=torch.int32), accumulate=True)
+        self._pending.append((rows * self.table.shape[1] + cols).to(self.table.device))
+        if self._cells is None or sum(map(len, self._pending)) >= self.PENDING:
+            self._merge()
+
+    def _merge(self) -> None:
+        """Fold the pending cells into the tally's (cells, counts)."""
+        if not self._pending:
+            return
+        keys, n = torch.cat(self._pending), torch.ones(sum(map(len, self._pending)), dtype=torch.int64,
+                                                        device=self.table.device)
+        if self._cells is not None:
+            keys, n = torch.cat([self._cells, keys]), torch.cat([self._n, n])
+        self._cells, inverse = torch.unique(keys, return_inverse=True)
+        self._n = torch.zeros(len(self._cells), dtype=torch.int64, device=keys.device).index_add_(0, inverse, n)
+        self._pending = []
+
+    @property
+    def tally(self) -> torch.Tensor | None:
+        """The exact counts while counting, as a whole (rows, characters) int32 table; None
+        when there are none."""
+        if self._cells is None:
+            return None
+        self._merge()
+        dense = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
+        dense.view(-1)[self._cells] = self._n.to(torch.int32)
+        return dense
+
+    @torch.no_grad()
+    def all_reduce(self, sum_: Callable[[torch.Tensor], object]) -> None:
+        """Sum the tally over the ranks with `sum_` (an in-place all-reduce of a whole table: a
+        collective of the same size on every rank); a rank that counted nothing joins with zeros."""
+        dense = self.tally
+        if dense is None:
+            dense = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
+        sum_(dense)
+        flat = dense.view(-1)
+        self._cells = flat.nonzero().squeeze(1)
+        self._n, self._pending = flat[self._cells].long(), []
 
     @torch.no_grad()
     def finish(self) -> None:
-        """Move the tally into the table (after the ranks summed their tallies), a slice of rows
-        at a time (a float copy of a large table would need 4 bytes a count at once)."""
-        if self.tally is None:
+        """Move the tally into the table (after the ranks summed their tallies): the cells it met,
+        added to what the table held."""
+        if self._cells is None:
             return
-        table, merge, step = self.table.data, bool(self.table.data.any()), 1 << 16
-        for i in range(0, table.shape[0], step):
-            counts = self.tally[i: i + step].float()
-            if merge:
-                counts += self.counts_of(table[i: i + step]).round_()
-            table[i: i + step] = self.quantise(counts)
-        self.tally = None
+        self._merge()
+        flat = self.table.data.view(-1)
+        counts = self._n.float()
+        if bool(self.table.data.any()):
+            counts += self.counts_of(flat[self._cells]).round_()
+        flat[self._cells] = self.quantise(counts)
+        self._cells = self._n = None
 
     def _save_to_state_dict(self, *args, **kwargs):
         self.finish()  # never save a table whose counts are still in the tally

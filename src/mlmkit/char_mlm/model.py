@@ -21,7 +21,7 @@ from ..config import MODEL_SIZES
 from .encoders import CanineCharEncoder, build_scratch_encoder, ngram_tables, tiny_canine_config
 from .heads import build_head
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: count tables saved as their non-zero cells (`pack_count_tables`)
 CONFIG_NAME = "mlmkit_char.json"
 WEIGHTS_NAME = "model.safetensors"
 ALPHABET_NAME = "alphabet.json"
@@ -116,12 +116,52 @@ def _pretrained_canine(name: str, allow_partial: bool = False) -> CanineCharEnco
         raise ConfigError(f"config key 'model.init_from': cannot load CANINE model {name!r} ({one_line(e)})") from None
 
 
+# A count table (`heads.CountMemory`) is saved as its non-zero cells: a context is followed by a
+# few of the characters, so 2-3% of the cells are set, and a cell's flat index (int32) and its
+# byte take 5 bytes where the whole table takes one a cell.
+PACKED_CELLS, PACKED_VALUES = "_cells", "_values"
+
+
+def pack_count_tables(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """`state` with each count table (`*counts.table`) replaced by its non-zero cells: exact."""
+    out = {}
+    for name, t in state.items():
+        if name.endswith("counts.table") and t.dtype == torch.uint8:
+            flat = t.detach().reshape(-1)
+            cells = flat.nonzero().squeeze(1)
+            out[name + PACKED_CELLS] = cells.to(torch.int32 if flat.numel() < 2**31 else torch.int64)
+            out[name + PACKED_VALUES] = flat[cells]
+        else:
+            out[name] = t
+    return out
+
+
+def unpack_count_tables(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
+    """The inverse of `pack_count_tables`; the tables' shapes are the model's. A folder saved
+    whole (checkpoints, older mlmkit) passes through."""
+    for name in [k[: -len(PACKED_CELLS)] for k in state if k.endswith("counts.table" + PACKED_CELLS)]:
+        cells, values = state.pop(name + PACKED_CELLS), state.pop(name + PACKED_VALUES)
+        table = torch.zeros(model.get_parameter(name).shape, dtype=torch.uint8)
+        if len(cells) and int(cells.max()) >= table.numel():
+            raise MlmkitError(f"{name}: a cell past the end of its table (a damaged or mismatched model file)")
+        table.view(-1)[cells.long()] = values.to(torch.uint8)
+        state[name] = table
+    return state
+
+
 def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,
                     mcfg: CharModelConfig, masking: CharMaskingConfig) -> None:
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     save_char_meta(model, path, alphabet, data, mcfg, masking)
-    save_model(model, str(Path(path) / WEIGHTS_NAME))
+    state, seen, out = pack_count_tables(model.state_dict()), set(), {}
+    for name, t in state.items():  # one name per storage (tied weights), as safetensors' save_model
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if t.numel() and key in seen:
+            continue
+        seen.add(key)
+        out[name] = t.contiguous()
+    save_file(out, str(Path(path) / WEIGHTS_NAME), metadata={"format": "pt"})
 
 
 def save_char_meta(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,
@@ -153,9 +193,24 @@ class CharMLM:
     masking: CharMaskingConfig
 
 
-def load_char_model(path, device: str | torch.device = "cpu") -> CharMLM:
-    from safetensors.torch import load_model
+def load_weights(model: CharMLMModel, file: Path) -> None:
+    """Load `file` into `model`, count tables packed or whole; every weight must be there, and no
+    other (a tied weight saved once loads through either name)."""
+    from safetensors.torch import load_file
 
+    state = unpack_count_tables(load_file(str(file)), model)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    ptrs: dict = {}
+    for name, t in model.state_dict().items():
+        ptrs.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+    tied = {n for names in ptrs.values() if len(names) > 1 and any(m in state for m in names) for n in names}
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        raise MlmkitError(f"{file}: does not fit the model of its folder's config "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
+def load_char_model(path, device: str | torch.device = "cpu") -> CharMLM:
     path = Path(path)
     cfg_file = path / CONFIG_NAME
     if not cfg_file.is_file():
@@ -169,7 +224,7 @@ def load_char_model(path, device: str | torch.device = "cpu") -> CharMLM:
     alphabet = Alphabet.load(path / ALPHABET_NAME)
     model = CharMLMModel(mcfg, len(alphabet), data.max_length + 2, masking.max_span,
                          encoder_config=meta["encoder_config"])
-    load_model(model, str(path / WEIGHTS_NAME), device=str(device))
+    load_weights(model, path / WEIGHTS_NAME)
     model.to(device).eval()
     return CharMLM(model, alphabet, data, mcfg, masking)
 

@@ -174,9 +174,8 @@ class CharMLMTask(SpanTask):
                     head.count_names(encode_names(block, self.alphabet.encode)[1], *marks)
                 bar.update(1)
         counts = head.counts
-        if counts.tally is None:  # a rank without chunks still joins the sum
-            counts.add(torch.zeros((0, 1), dtype=torch.long), torch.zeros(0, dtype=torch.long))
-        all_reduce_sum_(counts.tally, Dist(rank=self.rank, world_size=self.world_size))
+        if self.world_size > 1:  # every rank joins the sum, one without chunks too
+            counts.all_reduce(lambda t: all_reduce_sum_(t, Dist(rank=self.rank, world_size=self.world_size)))
         counts.finish()
 
     # ------------------------------------------------------------------ the engine's data calls
