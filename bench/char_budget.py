@@ -7,8 +7,9 @@ downstream tasks against a TF-IDF + logistic-regression baseline on the same spl
     python bench/char_budget.py --points default:10,default:90,default:30 --step-budget
     python bench/char_budget.py --points default:0.5 --tasks free-vs-disposable --sizes 300 --seeds 0   # a smoke run
 
-Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset as
-shipped; `best`: the same with 4x the count rows; `before`: the preset before it had counts;
+Each point is `RECIPE:MINUTES`; recipes are in `RECIPES` (`default`: the `domains-tiny` preset with
+262,144 count rows, as shipped before the compact count store; `best`: 4x the count rows, the
+preset now; `before`: the preset before it had counts;
 `more`: the preset on the lists and about 160k more real names, `char_external.py --names more`,
 paced at `default`'s step rate; `families`: the preset with `model.head_ngram_count_families`,
 paced the same; `onename`: that and `data.one_name_per_family`, paced the same; `more-onename`: both levers;
@@ -40,7 +41,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 RECIPES: dict[str, list[str]] = {
-    "default": [],
+    # `domains-tiny` with 262,144 count rows, as it was shipped before the compact count store
+    "default": ["model.head_ngram_count_buckets=262144"],
+    # 4x the count rows: `domains-tiny` as shipped now
     "best": ["model.head_ngram_count_buckets=1048576"],
     # `domains-tiny` before it carried the counted memory (a bidirectional 3-layer encoder)
     "before": ["model.arch=scratch", "model.num_layers=3", "model.head_ngram_dim=32", "model.head_ngram_counts=false",
@@ -50,37 +53,37 @@ RECIPES: dict[str, list[str]] = {
 NAMES = {"more": "more"}
 # the preset on the lists and the extra names (HSTS preload list), Kneser-Ney on the same; with
 # the lists' alphabet (`char_external.lists_alphabet`), so that it fills the same names
-RECIPES["more"] = []
+RECIPES["more"] = list(RECIPES["default"])
 # the preset with the counts' families (`model.head_ngram_count_families`): a change to the counting
 # pass only, so its steps cost what the preset's do
-RECIPES["families"] = ["model.head_ngram_count_families=true"]
+RECIPES["families"] = RECIPES["default"] + ["model.head_ngram_count_families=true"]
 # the preset trained on one name of each family a pass (`data.one_name_per_family`), with the
 # counts' families: a name's twins neither teach it again in a pass nor lengthen its contexts
-RECIPES["onename"] = ["data.one_name_per_family=true", "model.head_ngram_count_families=true"]
+RECIPES["onename"] = RECIPES["default"] + ["data.one_name_per_family=true", "model.head_ngram_count_families=true"]
 # both: the extra names, one name of each family a pass
 RECIPES["more-onename"] = RECIPES["more"] + RECIPES["onename"]
 NAMES["more-onename"] = "more"
 # capacity: the preset's encoder twice as wide (hidden 256, feed-forward 1,024; `mini`'s widths at
 # the preset's 2 layers); `wide:10` on an idle machine measures its own step rate, which paces
 # `wide-more` (the extra names) at the longer budgets
-RECIPES["wide"] = ["model.size=mini", "model.num_layers=2"]
+RECIPES["wide"] = RECIPES["default"] + ["model.size=mini", "model.num_layers=2"]
 RECIPES["wide-more"] = RECIPES["wide"] + RECIPES["more"]
 NAMES["wide-more"] = "more"
 # span length: training windows of 1..8 characters (the preset: 1..3), as long as the held-out
 # spans that training's logged evaluation masks (`masking.max_span` 8); `windows8:10` by the clock
-RECIPES["windows8"] = ["model.cloze_windows=8"]
+RECIPES["windows8"] = RECIPES["default"] + ["model.cloze_windows=8"]
 # English words: the preset on the lists, the extra names and about 225k English words, one a line
 # (`char_external.py --names words`), Kneser-Ney on the same; paced at `default`'s step rate
-RECIPES["words"] = []
+RECIPES["words"] = list(RECIPES["default"])
 NAMES["words"] = "words"
 # the learning rate (the preset's 3e-3 was chosen for the bidirectional encoder it had before the
 # cloze one): half and twice it, on the 320k names, paced at `default`'s step rate
-RECIPES["more-lrhalf"] = ["optim.lr=1.5e-3"]
-RECIPES["more-lrdouble"] = ["optim.lr=6e-3"]
+RECIPES["more-lrhalf"] = RECIPES["default"] + ["optim.lr=1.5e-3"]
+RECIPES["more-lrdouble"] = RECIPES["default"] + ["optim.lr=6e-3"]
 NAMES.update({"more-lrhalf": "more", "more-lrdouble": "more"})
 # the best recipe (4x the count rows) on the 320k names; `best:10` on an idle machine measures its
 # own step rate, which paces it
-RECIPES["best-more"] = RECIPES["best"] + RECIPES["more"]
+RECIPES["best-more"] = list(RECIPES["best"])
 NAMES["best-more"] = "more"
 # a recipe that differs only in its names or its counting pass takes the step rate of the one with
 # its model: the extra names are as long as the lists' (14.4 characters on average)

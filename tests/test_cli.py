@@ -191,7 +191,7 @@ def test_a_character_checkpoint_is_a_model_folder_eval_and_predict_take(capsys, 
     code, _, err = run_cli(["train", "--preset", "domains-tiny", "-o", str(run), "--max-steps", "2",
                             "--set", "train.max_minutes=null", "--set", "train.save_every=1", "--set", "train.batch_size=16",
                             "--set", "model.ngram_buckets=64", "--set", "model.head_ngram_buckets=64",
-                            "--set", "data.max_eval_samples=32", "--set", "train.eval_at_start=false",
+                            "--set", "model.head_ngram_count_buckets=1024", "--set", "data.max_eval_samples=32", "--set", "train.eval_at_start=false",
                             "--set", "train.progress=false"], capsys, monkeypatch)
     assert code == 0, err
     ckpt = run / "checkpoints" / "step-00000001"

@@ -50,6 +50,7 @@ FAMILIES = {
     "char": ["train", "--preset", "domains-tiny", "--set", "data.max_samples=3000", "--set", "model.num_layers=1",
              "--set", "model.hidden_size=32", "--set", "model.num_heads=2", "--set", "model.intermediate_size=64",
              "--set", "model.ngram_buckets=512", "--set", "model.head_ngram_buckets=1024",
+             "--set", "model.head_ngram_count_buckets=4096",
              "--set", "train.batch_size=16", "--set", "data.max_eval_samples=100"],
 }
 FAULTS = ("kill9", "sigterm", "write_fail", "corrupt", "concurrent", "misuse")
