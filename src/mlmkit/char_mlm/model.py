@@ -141,7 +141,9 @@ def unpack_count_tables(state: dict[str, torch.Tensor], model: nn.Module) -> dic
     whole (checkpoints, older mlmkit) passes through."""
     for name in [k[: -len(PACKED_CELLS)] for k in state if k.endswith("counts.table" + PACKED_CELLS)]:
         cells, values = state.pop(name + PACKED_CELLS), state.pop(name + PACKED_VALUES)
-        table = torch.zeros(model.get_parameter(name).shape, dtype=torch.uint8)
+        param = model.get_parameter(name)
+        # filled in place: loading then copies the table onto itself, not a second 822 MB
+        table = param.data.zero_() if param.device.type == "cpu" else torch.zeros(param.shape, dtype=torch.uint8)
         if len(cells) and int(cells.max()) >= table.numel():
             raise MlmkitError(f"{name}: a cell past the end of its table (a damaged or mismatched model file)")
         table.view(-1)[cells.long()] = values.to(torch.uint8)
