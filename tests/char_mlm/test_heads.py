@@ -214,22 +214,27 @@ def _distinct_rows(seed, B=6, L=12):
 
 
 def test_count_tally_holds_only_the_cells_met_and_merges_in_any_steps(monkeypatch):
-    """Counting keeps the cells it met and their counts, never an int32 for every cell of the
-    table (a 1M-row table's would be 3.3 GB), merging what it added every `PENDING` cells: the
-    same table whether it merges after every batch or once at the end."""
+    """Counting keeps the cells it met and their counts, not an int32 for every cell of the table
+    (a 1M-row table's would be 3.3 GB), merging what it added every `PENDING` cells, until so many
+    cells are set that a whole int32 tally is the smaller: the same table whether it merges after
+    every batch, once at the end, or goes on with a whole tally."""
     names = _distinct_rows(3, B=40)
     tables = []
-    for pending in (10**9, 50):
+    for pending, dense_above in ((10**9, 1.0), (50, 1.0), (50, 1e-3)):
         monkeypatch.setattr(CountMemory, "PENDING", pending)
+        monkeypatch.setattr(CountMemory, "DENSE_ABOVE", dense_above)
         head = AutoregressiveSpanHead(D, V, ngram_buckets=4096, ngram_max=3, ngram_counts=True)
         for i in range(0, 40, 8):
             head.count_names(names[i: i + 8])
         dense = head.counts.tally
-        assert len(head.counts._cells) == int((dense > 0).sum()) < dense.numel() / 20
-        assert int(head.counts._n.sum()) == int(dense.sum()) > 0
+        if dense_above < 1:  # past that share of the cells set, a whole int32 tally goes on counting
+            assert head.counts._cells is None and head.counts._dense is dense
+        else:
+            assert len(head.counts._cells) == int((dense > 0).sum()) < dense.numel() / 20
+            assert int(head.counts._n.sum()) == int(dense.sum()) > 0
         head.counts.finish()
         tables.append(head.counts.table.clone())
-    assert torch.equal(*tables) and int(tables[0].sum()) > 0
+    assert torch.equal(tables[0], tables[1]) and torch.equal(tables[0], tables[2]) and int(tables[0].sum()) > 0
 
 
 def test_count_memory_counts_each_context_and_its_next_character():

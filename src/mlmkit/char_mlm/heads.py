@@ -201,6 +201,7 @@ class CountMemory(nn.Module):
         self._cells: torch.Tensor | None = None
         self._n: torch.Tensor | None = None
         self._pending: list[torch.Tensor] = []
+        self._dense: torch.Tensor | None = None  # a whole int32 tally instead, once that is smaller
         self.gate = nn.Linear(hidden, columns)
         nn.init.zeros_(self.gate.weight)
         nn.init.constant_(self.gate.bias, -2.0)  # small weights at first: every column's distribution adds up
@@ -219,6 +220,7 @@ class CountMemory(nn.Module):
         return torch.where(q < cls.EXACT, q, ((q - cls.EXACT) / cls.SCALE).exp2_().mul_(cls.EXACT))
 
     PENDING = 1 << 23  # cells added before they are merged into the tally (64 MiB of indices)
+    DENSE_ABOVE = 1 / 3  # a share of the cells set above which a whole int32 tally is the smaller
 
     @torch.no_grad()
     def add(self, ids: torch.Tensor, gold: torch.Tensor, first: int = 0, keep: torch.Tensor | None = None) -> None:
@@ -228,12 +230,17 @@ class CountMemory(nn.Module):
         cols = gold.repeat_interleave(ids.shape[1])
         if keep is not None:
             rows, cols = rows[keep.reshape(-1)], cols[keep.reshape(-1)]
-        self._pending.append((rows * self.table.shape[1] + cols).to(self.table.device))
+        keys = (rows * self.table.shape[1] + cols).to(self.table.device)
+        if self._dense is not None:
+            self._dense.view(-1).index_add_(0, keys, torch.ones_like(keys, dtype=torch.int32))
+            return
+        self._pending.append(keys)
         if self._cells is None or sum(map(len, self._pending)) >= self.PENDING:
             self._merge()
 
     def _merge(self) -> None:
-        """Fold the pending cells into the tally's (cells, counts)."""
+        """Fold the pending cells into the tally's (cells, counts); past `DENSE_ABOVE` of the
+        cells (a very large corpus), go on with a whole int32 tally: 4 bytes a cell, not 16."""
         if not self._pending:
             return
         keys, n = torch.cat(self._pending), torch.ones(sum(map(len, self._pending)), dtype=torch.int64,
@@ -243,14 +250,20 @@ class CountMemory(nn.Module):
         self._cells, inverse = torch.unique(keys, return_inverse=True)
         self._n = torch.zeros(len(self._cells), dtype=torch.int64, device=keys.device).index_add_(0, inverse, n)
         self._pending = []
+        if len(self._cells) > self.DENSE_ABOVE * self.table.numel():
+            self._dense, self._cells, self._n = self.tally, None, None
 
     @property
     def tally(self) -> torch.Tensor | None:
         """The exact counts while counting, as a whole (rows, characters) int32 table; None
         when there are none."""
+        if self._dense is not None:
+            return self._dense
         if self._cells is None:
             return None
         self._merge()
+        if self._dense is not None:
+            return self._dense
         dense = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
         dense.view(-1)[self._cells] = self._n.to(torch.int32)
         return dense
@@ -263,23 +276,31 @@ class CountMemory(nn.Module):
         if dense is None:
             dense = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
         sum_(dense)
-        flat = dense.view(-1)
-        self._cells = flat.nonzero().squeeze(1)
-        self._n, self._pending = flat[self._cells].long(), []
+        self._dense, self._cells, self._n, self._pending = dense, None, None, []
 
     @torch.no_grad()
     def finish(self) -> None:
-        """Move the tally into the table (after the ranks summed their tallies): the cells it met,
-        added to what the table held."""
-        if self._cells is None:
+        """Move the tally into the table (after the ranks summed their tallies), added to what the
+        table held: the cells it met, or a slice of rows at a time from a whole tally."""
+        if self._cells is None and self._dense is None:
             return
-        self._merge()
-        flat = self.table.data.view(-1)
-        counts = self._n.float()
-        if bool(self.table.data.any()):
-            counts += self.counts_of(flat[self._cells]).round_()
-        flat[self._cells] = self.quantise(counts)
-        self._cells = self._n = None
+        table, merge = self.table.data, bool(self.table.data.any())
+        if self._cells is not None:
+            self._merge()
+        if self._dense is not None:
+            step = 1 << 16  # a float copy of a whole large table would need 4 bytes a count at once
+            for i in range(0, table.shape[0], step):
+                counts = self._dense[i: i + step].float()
+                if merge:
+                    counts += self.counts_of(table[i: i + step]).round_()
+                table[i: i + step] = self.quantise(counts)
+        elif self._cells is not None:
+            flat = table.view(-1)
+            counts = self._n.float()
+            if merge:
+                counts += self.counts_of(flat[self._cells]).round_()
+            flat[self._cells] = self.quantise(counts)
+        self._dense = self._cells = self._n = None
 
     def _save_to_state_dict(self, *args, **kwargs):
         self.finish()  # never save a table whose counts are still in the tally
