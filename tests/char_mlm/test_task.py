@@ -14,7 +14,7 @@ from mlmkit.char_mlm.data import Alphabet, FamilyMarks, holdout_key, is_validati
 from mlmkit.char_mlm.evaluate import evaluate_char_model
 from mlmkit.char_mlm.inputs import encode_names
 from mlmkit.char_mlm.export import export_encoder, load_scratch_encoder
-from mlmkit.char_mlm.model import WEIGHTS_NAME, is_char_model_dir, load_char_model
+from mlmkit.char_mlm.model import WEIGHTS_NAME, is_char_model_dir, load_char_model, pack_count_tables
 from mlmkit.char_mlm.masking import window_spans
 from mlmkit.char_mlm.predict import char_predict, parse_pattern
 from mlmkit.char_mlm.build import build_char_task
@@ -199,6 +199,8 @@ def test_saved_count_table_is_its_nonzero_cells_and_loads_back_exactly(tmp_path,
     save_model(task.model, str(out / WEIGHTS_NAME))  # the table whole, as a checkpoint holds it
     assert "head.counts.table" in load_file(str(out / WEIGHTS_NAME))
     assert torch.equal(load_char_model(out).model.head.counts.table, table)
+    full = pack_count_tables({"head.counts.table": torch.ones(64, 49, dtype=torch.uint8)})
+    assert list(full) == ["head.counts.table"]  # every cell set: the table whole is the smaller
     save_file({**saved, "head.counts.table_cells": cells + table.numel()}, str(out / WEIGHTS_NAME))
     with pytest.raises(MlmkitError, match="past the end of its table"):
         load_char_model(out)

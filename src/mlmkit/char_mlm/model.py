@@ -123,13 +123,15 @@ PACKED_CELLS, PACKED_VALUES = "_cells", "_values"
 
 
 def pack_count_tables(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """`state` with each count table (`*counts.table`) replaced by its non-zero cells: exact."""
+    """`state` with each count table (`*counts.table`) replaced by its non-zero cells: exact. A
+    table so full that its cells would take more bytes than itself (a very large corpus) stays whole."""
     out = {}
     for name, t in state.items():
-        if name.endswith("counts.table") and t.dtype == torch.uint8:
-            flat = t.detach().reshape(-1)
-            cells = flat.nonzero().squeeze(1)
-            out[name + PACKED_CELLS] = cells.to(torch.int32 if flat.numel() < 2**31 else torch.int64)
+        flat = t.detach().reshape(-1)
+        cells = flat.nonzero().squeeze(1) if name.endswith("counts.table") and t.dtype == torch.uint8 else None
+        index = torch.int32 if flat.numel() < 2**31 else torch.int64
+        if cells is not None and len(cells) * (1 + torch.empty(0, dtype=index).element_size()) < flat.numel():
+            out[name + PACKED_CELLS] = cells.to(index)
             out[name + PACKED_VALUES] = flat[cells]
         else:
             out[name] = t
