@@ -257,12 +257,8 @@ class CountMemory(nn.Module):
     def tally(self) -> torch.Tensor | None:
         """The exact counts while counting, as a whole (rows, characters) int32 table; None
         when there are none."""
-        if self._dense is not None:
-            return self._dense
-        if self._cells is None:
-            return None
         self._merge()
-        if self._dense is not None:
+        if self._dense is not None or self._cells is None:
             return self._dense
         dense = torch.zeros(self.table.shape, dtype=torch.int32, device=self.table.device)
         dense.view(-1)[self._cells] = self._n.to(torch.int32)
@@ -285,8 +281,7 @@ class CountMemory(nn.Module):
         if self._cells is None and self._dense is None:
             return
         table, merge = self.table.data, bool(self.table.data.any())
-        if self._cells is not None:
-            self._merge()
+        self._merge()
         if self._dense is not None:
             step = 1 << 16  # a float copy of a whole large table would need 4 bytes a count at once
             for i in range(0, table.shape[0], step):

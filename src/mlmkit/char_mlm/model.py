@@ -127,14 +127,16 @@ def pack_count_tables(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     table so full that its cells would take more bytes than itself (a very large corpus) stays whole."""
     out = {}
     for name, t in state.items():
+        out[name] = t
+        if not (name.endswith("counts.table") and t.dtype == torch.uint8):
+            continue
         flat = t.detach().reshape(-1)
-        cells = flat.nonzero().squeeze(1) if name.endswith("counts.table") and t.dtype == torch.uint8 else None
-        index = torch.int32 if flat.numel() < 2**31 else torch.int64
-        if cells is not None and len(cells) * (1 + torch.empty(0, dtype=index).element_size()) < flat.numel():
+        cells = flat.nonzero().squeeze(1)
+        index, index_bytes = (torch.int32, 4) if flat.numel() < 2**31 else (torch.int64, 8)
+        if len(cells) * (1 + index_bytes) < flat.numel():
+            del out[name]
             out[name + PACKED_CELLS] = cells.to(index)
             out[name + PACKED_VALUES] = flat[cells]
-        else:
-            out[name] = t
     return out
 
 
@@ -142,7 +144,9 @@ def unpack_count_tables(state: dict[str, torch.Tensor], model: nn.Module) -> dic
     """The inverse of `pack_count_tables`; the tables' shapes are the model's. A folder saved
     whole (checkpoints, older mlmkit) passes through."""
     for name in [k[: -len(PACKED_CELLS)] for k in state if k.endswith("counts.table" + PACKED_CELLS)]:
-        cells, values = state.pop(name + PACKED_CELLS), state.pop(name + PACKED_VALUES)
+        cells, values = state.pop(name + PACKED_CELLS), state.pop(name + PACKED_VALUES, None)
+        if values is None:
+            raise MlmkitError(f"{name}: its cells without their values (a damaged model file)")
         param = model.get_parameter(name)
         # filled in place: loading then copies the table onto itself, not a second 822 MB
         table = param.data.zero_() if param.device.type == "cpu" else torch.zeros(param.shape, dtype=torch.uint8)
@@ -155,17 +159,10 @@ def unpack_count_tables(state: dict[str, torch.Tensor], model: nn.Module) -> dic
 
 def save_char_model(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,
                     mcfg: CharModelConfig, masking: CharMaskingConfig) -> None:
-    from safetensors.torch import save_file
+    from ..engine.checkpoint import save_tensors
 
     save_char_meta(model, path, alphabet, data, mcfg, masking)
-    state, seen, out = pack_count_tables(model.state_dict()), set(), {}
-    for name, t in state.items():  # one name per storage (tied weights), as safetensors' save_model
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-        if t.numel() and key in seen:
-            continue
-        seen.add(key)
-        out[name] = t.contiguous()
-    save_file(out, str(Path(path) / WEIGHTS_NAME), metadata={"format": "pt"})
+    save_tensors(pack_count_tables(model.state_dict()), Path(path) / WEIGHTS_NAME)
 
 
 def save_char_meta(model: CharMLMModel, path: Path, alphabet: Alphabet, data: CharDataConfig,

@@ -88,19 +88,20 @@ def _full_state(model: torch.nn.Module, optimizer):
     return get_model_state_dict(model, options=opts), optim_sd
 
 
-def _save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors refuses tensors that share memory (tied weights): keep one name per storage,
-    as `safetensors.torch.save_model` does; loading restores the tie through the module."""
+    as `safetensors.torch.save_model` does; loading restores the tie through the module. Empty
+    tensors share no memory (all sit at address 0): each is kept."""
     from safetensors.torch import save_file
 
     seen, out = set(), {}
     for name, t in tensors.items():
         key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
-        if t.device.type != "meta" and key in seen:
+        if t.device.type != "meta" and t.numel() and key in seen:
             continue
         seen.add(key)
         out[name] = t.contiguous()
-    save_file(out, str(path))
+    save_file(out, str(path), metadata={"format": "pt"})
 
 
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scaler,
@@ -155,7 +156,7 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
             save_model(model, str(tmp / "model.safetensors"))
             optim_sd = None if optimizer is None else optimizer.state_dict()
         else:
-            _save_tensors(model_sd, tmp / "model.safetensors")
+            save_tensors(model_sd, tmp / "model.safetensors")
         if model_files is not None:
             model_files(tmp)
         if optim_sd is not None:
@@ -357,7 +358,7 @@ def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, s
         state = load_file(str(ckpt / "model.safetensors"))
         if not whole:
             state = {f"{submodule}.{k}": v for k, v in state.items()}
-        # strict=False: a tied weight is stored once (see `_save_tensors`) and loading it
+        # strict=False: a tied weight is stored once (see `save_tensors`) and loading it
         # through either name restores both.
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
     else:
