@@ -196,7 +196,7 @@ def test_saved_count_table_is_its_nonzero_cells_and_loads_back_exactly(tmp_path,
     cells, values = saved["head.counts.table_cells"], saved["head.counts.table_values"]
     assert len(cells) == int((table > 0).sum()) > 0 and 5 * len(cells) < table.numel() / 2
     assert torch.equal(load_char_model(out).model.head.counts.table, table)
-    save_model(task.model, str(out / WEIGHTS_NAME))  # the table whole, as a checkpoint holds it
+    save_model(task.model, str(out / WEIGHTS_NAME))  # the table whole, as older mlmkit wrote it
     assert "head.counts.table" in load_file(str(out / WEIGHTS_NAME))
     assert torch.equal(load_char_model(out).model.head.counts.table, table)
     full = pack_count_tables({"head.counts.table": torch.ones(64, 49, dtype=torch.uint8)})
@@ -374,6 +374,52 @@ def test_sparse_ngram_tables_train_and_resume_exactly(tmp_path, domains_file):
             shutil.rmtree(c)
     resumed = run(cut, resume=True)
     assert [full[s] for s in (4, 5, 6)] == [resumed[s] for s in (4, 5, 6)]
+
+
+def test_checkpoints_hold_the_count_table_as_its_cells_and_resume_exactly(tmp_path, domains_file):
+    """A checkpoint holds a count table as the model folder does (its set cells), a run resumed
+    from it repeats the uninterrupted one, and a checkpoint with the table whole (older mlmkit)
+    still loads."""
+    import shutil
+
+    from safetensors.torch import load_file, save_model
+
+    from mlmkit.engine import checkpoint as ckpt_io
+    from mlmkit.engine.config import OptimConfig, TrainConfig
+    from mlmkit.engine.loop import train
+
+    kw = {"head_ngram_buckets": 128, "head_ngram_counts": True, "head_ngram_count_buckets": 4096, "sparse_ngram": True}
+
+    def run(out, resume=False):
+        torch.manual_seed(0)
+        cfg = TrainConfig(output_dir=str(out), max_steps=4, log_every=1, eval_every=100, save_every=2,
+                          progress=False, seed=3)
+        task = _task(domains_file, model_kw=kw)
+        if resume:  # so that the table the resumed steps use can only be the checkpoint's
+            task.model.head.counts.table.data.zero_()
+        logs = []
+        train(task, cfg, OptimConfig(lr=3e-3), resume=resume, log=logs.append)
+        assert not resume or "resumed from step-00000002 (step 2, epoch 0, batch 2)" in logs
+        return task, {r["step"]: r["loss"] for r in map(json.loads, open(out / "metrics.jsonl")) if "loss" in r}
+
+    task, full = run(tmp_path / "full")
+    table = task.model.head.counts.table.detach().clone()
+    ckpt = tmp_path / "full" / "checkpoints" / "step-00000002"
+    saved = load_file(str(ckpt / "model.safetensors"))
+    assert "head.counts.table" not in saved and len(saved["head.counts.table_cells"]) == int((table > 0).sum())
+    assert torch.equal(load_char_model(ckpt).model.head.counts.table, table)  # a checkpoint is a model folder
+    cut = tmp_path / "cut"
+    shutil.copytree(tmp_path / "full", cut)
+    shutil.rmtree(cut / "checkpoints" / "step-00000004")
+    _, resumed = run(cut, resume=True)
+    assert [full[s] for s in (3, 4)] == [resumed[s] for s in (3, 4)]
+    whole = tmp_path / "whole"
+    shutil.copytree(ckpt, whole)
+    save_model(load_char_model(ckpt).model, str(whole / "model.safetensors"))
+    fresh = _task(domains_file, model_kw=kw)
+    fresh.model.head.counts.table.data.zero_()
+    ckpt_io.load_weights(whole, fresh.model, codec=fresh.weights_codec)
+    assert torch.equal(fresh.model.head.counts.table, table)
 
 
 def test_loss_divisor_counts_real_targets_only(tmp_path, domains_file):

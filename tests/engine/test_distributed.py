@@ -87,9 +87,10 @@ def _run(tok_dir: str, texts: list[str], out: Path, *, batch: int, steps: int, s
 
 
 def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int = 1, strategy: str = "auto",
-              sparse: bool = True) -> dict:
+              sparse: bool = True, steps: int = STEPS, resume: bool = False) -> dict:
     """The character task with sparse n-gram tables (`model.sparse_ngram`) and a counted memory
-    (`model.head_ngram_counts`: each rank counts its chunks, the tables are summed), 3 steps."""
+    (`model.head_ngram_counts`: each rank counts its chunks, the tables are summed), 3 steps; with
+    `resume`, rank 0's log lines go to `out/log.txt`."""
     from mlmkit.char_mlm.config import CharDataConfig, CharMaskingConfig, CharModelConfig
     from mlmkit.char_mlm.task import CharMLMTask
     from mlmkit.engine.loop import train
@@ -100,10 +101,17 @@ def _run_char(names: Path, out: Path, *, batch: int, rank: int = 0, world: int =
                             ngram_buckets=64, head_ngram_buckets=64, head_ngram_max=3, sparse_ngram=sparse,
                             head_ngram_counts=True, head_ngram_count_buckets=128)
     task = CharMLMTask(data, model, CharMaskingConfig(), batch_size=batch, seed=2, rank=rank, world_size=world)
-    cfg = TrainConfig(output_dir=str(out), max_steps=STEPS, log_every=1, eval_every=100, eval_at_start=False,
+    if resume:  # so that the table the resumed run ends with can only be its checkpoint's
+        task.model.head.counts.table.data.zero_()
+    cfg = TrainConfig(output_dir=str(out), max_steps=steps, log_every=1, eval_every=100, eval_at_start=False,
                       save_every=0, progress=False, device="cpu", precision="fp32", show_samples=0,
                       strategy=strategy)
-    return train(task, cfg, OptimConfig(lr=3e-3, schedule="constant", warmup_ratio=0.0), log=lambda s: None)
+    logs = []
+    result = train(task, cfg, OptimConfig(lr=3e-3, schedule="constant", warmup_ratio=0.0), resume=resume,
+                   log=logs.append)
+    if resume and rank == 0:
+        (out / "log.txt").write_text("\n".join(logs))
+    return result
 
 
 def _run_char_hub(root: Path, out: Path, *, batch: int = 4, rank: int = 0, world: int = 1, resume: bool = False) -> dict:
@@ -145,6 +153,11 @@ def _worker(rank: int, port: int, tok_dir: str, texts: list[str], root: str) -> 
         _run_char(Path(root) / "names.txt", Path(root) / "char-ddp", batch=PER_RANK_BATCH, rank=rank, world=WORLD)
         _run_char(Path(root) / "names.txt", Path(root) / "char-fsdp", batch=PER_RANK_BATCH, rank=rank, world=WORLD,
                   strategy="fsdp")
+        if rank == 0:  # the resume below overwrites model/
+            shutil.copytree(Path(root) / "char-fsdp" / "model", Path(root) / "char-fsdp-model-3")
+        # its checkpoint holds the count table as its cells: resuming unpacks it for the shards
+        _run_char(Path(root) / "names.txt", Path(root) / "char-fsdp", batch=PER_RANK_BATCH, rank=rank, world=WORLD,
+                  strategy="fsdp", steps=STEPS + 1, resume=True)
         _run_char_hub(Path(root), Path(root) / "char-hub", rank=rank, world=WORLD)
         try:
             _run(tok_dir, texts, Path(root) / "nan", batch=PER_RANK_BATCH, steps=STEPS, strategy="ddp", rank=rank,
@@ -294,10 +307,16 @@ def test_fsdp_trains_and_saves_the_character_model_with_its_count_table(runs):
     from mlmkit.char_mlm.model import load_char_model
 
     ref = load_char_model(runs / "char-ref-dense" / "model").model.state_dict()
-    fsdp = load_char_model(runs / "char-fsdp" / "model").model.state_dict()
+    fsdp = load_char_model(runs / "char-fsdp-model-3").model.state_dict()
     assert fsdp["head.counts.table"].dtype == torch.uint8 and int(fsdp["head.counts.table"].sum()) > 0
     assert torch.equal(ref["head.counts.table"], fsdp["head.counts.table"])
     _assert_close(ref, fsdp, atol=2e-5)
+    # resumed under FSDP from its checkpoint, whose count table is written as its set cells
+    checkpoint = load_file(str(runs / "char-fsdp" / "checkpoints" / f"step-{STEPS:08d}" / "model.safetensors"))
+    assert "head.counts.table" not in checkpoint and "head.counts.table_cells" in checkpoint
+    assert f"resumed from step-{STEPS:08d}" in (runs / "char-fsdp" / "log.txt").read_text()
+    resumed = load_char_model(runs / "char-fsdp" / "model").model.state_dict()
+    assert torch.equal(resumed["head.counts.table"], ref["head.counts.table"])
 
 
 def test_ranks_stream_their_own_shards_and_the_checkpoint_keeps_each_ranks_position(runs):

@@ -148,8 +148,10 @@ def unpack_count_tables(state: dict[str, torch.Tensor], model: nn.Module) -> dic
         if values is None:
             raise MlmkitError(f"{name}: its cells without their values (a damaged model file)")
         param = model.get_parameter(name)
-        # filled in place: loading then copies the table onto itself, not a second 822 MB
-        table = param.data.zero_() if param.device.type == "cpu" else torch.zeros(param.shape, dtype=torch.uint8)
+        # filled in place: loading then copies the table onto itself, not a second 822 MB (not
+        # a table on a GPU, nor an FSDP shard: a whole one is built for those)
+        in_place = param.device.type == "cpu" and type(param.data) is torch.Tensor
+        table = param.data.zero_() if in_place else torch.zeros(param.shape, dtype=torch.uint8)
         if len(cells) and int(cells.max()) >= table.numel():
             raise MlmkitError(f"{name}: a cell past the end of its table (a damaged or mismatched model file)")
         table.view(-1)[cells.long()] = values.to(torch.uint8)
@@ -199,16 +201,9 @@ def load_weights(model: CharMLMModel, file: Path) -> None:
     other (a tied weight saved once loads through either name)."""
     from safetensors.torch import load_file
 
-    state = unpack_count_tables(load_file(str(file)), model)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    ptrs: dict = {}
-    for name, t in model.state_dict().items():
-        ptrs.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
-    tied = {n for names in ptrs.values() if len(names) > 1 and any(m in state for m in names) for n in names}
-    missing = [m for m in missing if m not in tied]
-    if missing or unexpected:
-        raise MlmkitError(f"{file}: does not fit the model of its folder's config "
-                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    from ..engine.checkpoint import load_state
+
+    load_state(model, unpack_count_tables(load_file(str(file)), model), file)
 
 
 def load_char_model(path, device: str | torch.device = "cpu") -> CharMLM:

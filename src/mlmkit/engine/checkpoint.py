@@ -14,6 +14,9 @@ dicts -- a checkpoint does not depend on the number of ranks that wrote it -- an
 on rank 0 is sent to every rank, so all of them stop with the same message instead of hanging.
 FSDP checkpoints key the optimiser state by parameter name, DDP/single-process ones by index:
 resume with the same strategy. Resuming reads the files on every rank (a shared file system).
+
+A task may write its weights in its own exact form (`Task.weights_codec`, e.g. a mostly-zero table
+as its set cells); loading turns them back into the model's state dict before anything is set.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import torch
 from safetensors.torch import load_model, save_model
 
 from ..errors import MlmkitError
+from .task import WeightsCodec
 
 MANIFEST = "manifest.json"
 BEST = "best"  # the weights of the best evaluation (`train.restore_best`), beside the step-N folders
@@ -104,14 +108,29 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     save_file(out, str(path), metadata={"format": "pt"})
 
 
+def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Path) -> None:
+    """`state` into `model`: every weight must be there, and no other (a tied weight saved once,
+    see `save_tensors`, loads through either name)."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    ptrs: dict = {}
+    for name, t in model.state_dict().items():
+        ptrs.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+    tied = {n for names in ptrs.values() if len(names) > 1 and any(m in state for m in names) for n in names}
+    missing = [m for m in missing if m not in tied]
+    if missing or unexpected:
+        raise MlmkitError(f"{file}: does not fit the model "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+
+
 def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, scaler,
                     trainer_state: dict[str, Any], keep: int = 2, *, sharded: bool = False,
                     best: bool = False, model_files: Callable[[Path], None] | None = None,
-                    submodule: str = "") -> Path:
+                    submodule: str = "", codec: WeightsCodec | None = None) -> Path:
     """Write checkpoint `step` under `root`; `sharded`: the model is FSDP-sharded; `best`: write
     the model weights alone to `root/best` (replacing the previous best, never rotated);
     `model_files(folder)` adds what makes the weights a loadable model folder (`Task.model_files`);
-    `submodule`: the weights are that submodule's, under its own names (`Task.saved_submodule`).
+    `submodule`: the weights are that submodule's, under its own names (`Task.saved_submodule`);
+    `codec`: how the weights are written (`Task.weights_codec`; None: as they are).
     In a distributed run every rank must call this (see the module docstring)."""
     root = Path(root)
     final = root / (BEST if best else f"step-{step:08d}")
@@ -132,7 +151,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
     error = None
     if rank == 0:
         error = _write(root, final, step, model, optimizer, scaler, trainer_state, keep,
-                       rngs, model_sd, optim_sd, model_files)
+                       rngs, model_sd, optim_sd, model_files, codec)
     if dist:
         box = [error]
         dist.broadcast_object_list(box, src=0)
@@ -143,7 +162,7 @@ def save_checkpoint(root: Path, step: int, model: torch.nn.Module, optimizer, sc
 
 
 def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer_state, keep,
-           rngs, model_sd, optim_sd, model_files=None) -> str | None:
+           rngs, model_sd, optim_sd, model_files=None, codec: WeightsCodec | None = None) -> str | None:
     """Rank 0's part of `save_checkpoint`; returns an error message instead of raising."""
     try:
         root.mkdir(parents=True, exist_ok=True)
@@ -153,10 +172,12 @@ def _write(root: Path, final: Path, step: int, model, optimizer, scaler, trainer
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".step-{step:08d}.", dir=root))
         if model_sd is None:
-            save_model(model, str(tmp / "model.safetensors"))
             optim_sd = None if optimizer is None else optimizer.state_dict()
+        if model_sd is None and codec is None:
+            save_model(model, str(tmp / "model.safetensors"))
         else:
-            save_tensors(model_sd, tmp / "model.safetensors")
+            state = model.state_dict() if model_sd is None else model_sd
+            save_tensors(codec.pack(state) if codec else state, tmp / "model.safetensors")
         if model_files is not None:
             model_files(tmp)
         if optim_sd is not None:
@@ -341,9 +362,11 @@ def check_model_folder(path: Path) -> None:
             raise MlmkitError(f"checkpoint {path} is damaged: {problem} (use another checkpoint of the run)")
 
 
-def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, submodule: str = "") -> None:
-    """Only the model weights of checkpoint `ckpt` (e.g. `best`), into `model` (`submodule`: as
-    `save_checkpoint`; checkpoints of older mlmkit versions hold the whole model's names)."""
+def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, submodule: str = "",
+                 codec: WeightsCodec | None = None) -> None:
+    """Only the model weights of checkpoint `ckpt` (e.g. `best`), into `model` (`submodule`,
+    `codec`: as `save_checkpoint`; checkpoints of older mlmkit versions hold the whole model's
+    names, and those written without a codec load with one)."""
     from safetensors import safe_open
 
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
@@ -351,22 +374,33 @@ def load_weights(ckpt: Path, model: torch.nn.Module, *, sharded: bool = False, s
     # The submodule's own names, unless they are not all its names. (Not "starts with
     # `submodule.`": ModernBERT's own names start with "model." too, the submodule's name.)
     whole = not submodule or not keys <= set(model.get_submodule(submodule).state_dict())
-    if sharded:
-        from safetensors.torch import load_file
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+    target, file = model if whole else model.get_submodule(submodule), ckpt / "model.safetensors"
+    if not sharded and codec is None:
+        load_model(target, str(file))
+        return
+    from safetensors.torch import load_file
 
-        state = load_file(str(ckpt / "model.safetensors"))
-        if not whole:
-            state = {f"{submodule}.{k}": v for k, v in state.items()}
-        # strict=False: a tied weight is stored once (see `save_tensors`) and loading it
-        # through either name restores both.
-        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
-    else:
-        load_model(model if whole else model.get_submodule(submodule), str(ckpt / "model.safetensors"))
+    state = load_file(str(file))
+    if codec is not None:
+        state = codec.unpack(state, target)
+    if not sharded:
+        load_state(target, state, file)
+        return
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    if not whole:
+        state = {f"{submodule}.{k}": v for k, v in state.items()}
+    # strict=False: a tied weight is stored once (see `save_tensors`) and loading it
+    # through either name restores both. A name the model does not have is still an error:
+    # it would be left out silently (a table the task's codec did not unpack, a wrong file).
+    unexpected = sorted(set(state) - set(model.state_dict()))
+    if unexpected:
+        raise MlmkitError(f"{file}: does not fit the model (unexpected {unexpected[:3]})")
+    set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True, strict=False))
 
 
 def load_checkpoint(ckpt: Path, model: torch.nn.Module, optimizer, scaler, *,
-                    sharded: bool = False, submodule: str = "") -> dict[str, Any]:
+                    sharded: bool = False, submodule: str = "", codec: WeightsCodec | None = None) -> dict[str, Any]:
     """Restore model, optimiser, scaler and this rank's RNG state; returns the trainer state.
     `sharded`: the model is FSDP-sharded (every rank reads the full files and keeps its shard)."""
     extra = torch.load(ckpt / "rng.pt", weights_only=True, map_location="cpu")
@@ -374,7 +408,7 @@ def load_checkpoint(ckpt: Path, model: torch.nn.Module, optimizer, scaler, *,
         raise MlmkitError(f"checkpoint {ckpt} was written {'with' if extra.get('sharded') else 'without'} "
                           "FSDP; resume it with the same train.strategy")
     optim_sd = torch.load(ckpt / "optimizer.pt", weights_only=True, map_location="cpu")
-    load_weights(ckpt, model, sharded=sharded, submodule=submodule)
+    load_weights(ckpt, model, sharded=sharded, submodule=submodule, codec=codec)
     if sharded:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 

@@ -183,6 +183,8 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
         self.model = self._place_model()
         self.submodule = self.task.saved_submodule
+        # (getattr: a task that does not subclass TaskBase and predates the codec needs none)
+        self.codec = getattr(self.task, "weights_codec", None)
         self.optimizer = make_optimizer(self.model, self.optim_cfg, self.device, self.task.param_groups(self.model))
         self.sparse_params = [p for p in self.model.parameters() if id(p) in sparse_parameters(self.model)]
         self.scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
@@ -239,7 +241,7 @@ class Trainer:
             error = ""
             try:
                 saved = ckpt_io.load_checkpoint(Path(found), self.model, self.optimizer, self.scaler,
-                                                sharded=self.dist.fsdp, submodule=self.submodule)
+                                                sharded=self.dist.fsdp, submodule=self.submodule, codec=self.codec)
             except Exception as e:  # a file that verified but does not load (wrong shapes, ...)
                 error = f"{type(e).__name__}: {one_line(e)}"
             if self._finite(math.nan if error else 0.0):  # (all ranks loaded it)
@@ -609,7 +611,7 @@ class Trainer:
             self._check_finite_weights("checkpoints/best")
             ckpt_io.save_checkpoint(self.ckpt_dir, state.step, self.model, None, None, state.to_json(),
                                     sharded=self.dist.fsdp, best=True, model_files=self._model_files,
-                                    submodule=self.submodule)
+                                    submodule=self.submodule, codec=self.codec)
         return True
 
     def _improved(self, value: float | None) -> bool:
@@ -657,7 +659,7 @@ class Trainer:
         # raised on every rank as one MlmkitError.
         ckpt_io.save_checkpoint(self.ckpt_dir, self.state.step, self.model, self.optimizer, self.scaler,
                                 self.state.to_json(), keep=self.cfg.keep_checkpoints, sharded=self.dist.fsdp,
-                                model_files=self._model_files, submodule=self.submodule)
+                                model_files=self._model_files, submodule=self.submodule, codec=self.codec)
         self.saved_step = self.state.step
 
     def _check_finite_weights(self, what: str) -> None:
@@ -682,7 +684,8 @@ class Trainer:
             return {"stopped": self.stop_reason, "step": state.step}
         best = self.ckpt_dir / ckpt_io.BEST
         if self.keep_best and state.best_eval is not None and state.best_step != state.step and best.is_dir():
-            ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp, submodule=self.submodule)
+            ckpt_io.load_weights(best, self.model, sharded=self.dist.fsdp, submodule=self.submodule,
+                                 codec=self.codec)
             self._log(f"restored the weights of step {state.best_step} (best {self.cfg.best_metric})")
         final_eval = evaluate(self.task, self.model, self.device, self.precision, self.dist)
         if final_eval:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import torch
 
@@ -62,6 +62,21 @@ class ParamGroup:
     weight_decay: float | None = None  # None: optim.weight_decay
 
 
+@dataclass(frozen=True)
+class WeightsCodec:
+    """How a task's weights are written to a checkpoint and read back, when not as they are: a
+    large table that is mostly zeros (a character model's counted memory: 822 MB, 2-3% set) is
+    written as its set cells. Both must be exact, since a resume must continue bit for bit.
+
+    pack(state)           the tensors to write, from the model's state dict
+    unpack(state, model)  the model's state dict again, from the tensors read (`model` gives the
+                          shapes; it may be wrapped for DDP, or FSDP-sharded)
+    """
+
+    pack: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+    unpack: Callable[[dict[str, torch.Tensor], torch.nn.Module], dict[str, torch.Tensor]]
+
+
 class Task(Protocol):
     """What the engine asks of a task.
 
@@ -79,6 +94,8 @@ class Task(Protocol):
     `load_data_state(s)`    nothing: the task's data position is a function of the step
     `eval_metrics(totals)`  `standard_metrics(totals)`: loss, perplexity, accuracy
     `model_files(m, path)`  nothing: a checkpoint folder holds the weights only
+    `weights_codec`         None: checkpoints hold the state dict as it is (read with `getattr`, so
+                            a task written before it existed needs no change)
     `sample_text(m, n)`     None: nothing logged at evaluations
     `describe()`            {}: no facts to report
     """
@@ -149,6 +166,7 @@ class TaskBase:
     # SparseMLM saves its inner transformers model): checkpoints store the weights under its
     # names, so a checkpoint folder loads with `from_pretrained`. "" for the model itself.
     saved_submodule: str = ""
+    weights_codec: WeightsCodec | None = None
 
     def rows_of_rank(self, batch):
         """This rank's share of a global batch (a list or array of rows): every W-th row from its
