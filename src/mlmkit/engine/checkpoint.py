@@ -92,6 +92,12 @@ def _full_state(model: torch.nn.Module, optimizer):
     return get_model_state_dict(model, options=opts), optim_sd
 
 
+def _storage_key(t: torch.Tensor) -> tuple:
+    """What two names of one tied weight share: saving keeps one name per key, loading accepts
+    either."""
+    return t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)
+
+
 def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
     """safetensors refuses tensors that share memory (tied weights): keep one name per storage,
     as `safetensors.torch.save_model` does; loading restores the tie through the module. Empty
@@ -100,7 +106,7 @@ def save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
 
     seen, out = set(), {}
     for name, t in tensors.items():
-        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        key = _storage_key(t)
         if t.device.type != "meta" and t.numel() and key in seen:
             continue
         seen.add(key)
@@ -114,7 +120,7 @@ def load_state(model: torch.nn.Module, state: dict[str, torch.Tensor], file: Pat
     missing, unexpected = model.load_state_dict(state, strict=False)
     ptrs: dict = {}
     for name, t in model.state_dict().items():
-        ptrs.setdefault((t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape)), []).append(name)
+        ptrs.setdefault(_storage_key(t), []).append(name)
     tied = {n for names in ptrs.values() if len(names) > 1 and any(m in state for m in names) for n in names}
     missing = [m for m in missing if m not in tied]
     if missing or unexpected:
